@@ -1,0 +1,88 @@
+"""``posttrain`` command line: train | config | algos | plot | quickstart."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from posttrain.config.loading import ConfigError, load_recipe, recipe_to_yaml
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="posttrain", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="run a recipe")
+    train.add_argument("recipe", help="YAML recipe file")
+    train.add_argument("overrides", nargs="*", help="key.path=value overrides")
+
+    config = commands.add_parser("config", help="print the resolved recipe")
+    config.add_argument("recipe")
+    config.add_argument("overrides", nargs="*")
+
+    commands.add_parser("algos", help="list algorithm presets and their switches")
+
+    plot = commands.add_parser("plot", help="draw training curves from run folders")
+    plot.add_argument("runs", nargs="+", help="run folders (or metrics.jsonl files)")
+    plot.add_argument("--out", default="curves.png", help="PNG file to write")
+    plot.add_argument("--metrics", nargs="*", help="metric names to draw")
+
+    quick = commands.add_parser("quickstart", help="tiny model: SFT on flawed demonstrations, then GRPO")
+    quick.add_argument("--recipes", default="recipes/quickstart", help="folder with sft.yaml and grpo.yaml")
+    quick.add_argument("--output-dir", default="runs/quickstart")
+    quick.add_argument("--seed", type=int, default=0)
+    quick.add_argument("--compare", action=argparse.BooleanOptionalAction, default=True,
+                       help="also continue SFT for the same wall time as RL and report it side by side")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _dispatch(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "config":
+        print(recipe_to_yaml(load_recipe(args.recipe, args.overrides)), end="")
+        return 0
+    if args.command == "algos":
+        from posttrain.algos.registry import PRESETS
+
+        for name, preset in PRESETS.items():
+            switches = ", ".join(f"{k}={v}" for k, v in preset.switches.items())
+            print(f"{name:10s} [{preset.family}] {preset.description}\n{'':10s} {switches}")
+        return 0
+    if args.command == "plot":
+        from posttrain.plotting import plot_runs
+
+        print(plot_runs(args.runs, args.out, args.metrics))
+        return 0
+    if args.command == "train":
+        recipe = load_recipe(args.recipe, args.overrides)
+        from posttrain.data.loading import DataError
+        from posttrain.models.loading import ModelLoadError
+        from posttrain.rewards.base import RewardError
+        from posttrain.trainers import train
+
+        try:
+            result = train(recipe)
+        except (DataError, ModelLoadError, RewardError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{result.status} at step {result.step}; metrics in {result.output_dir}; checkpoint {result.checkpoint}"
+              + (f"\nreason: {result.reason}" if result.reason else ""))
+        return 0 if result.status == "completed" else 1
+    if args.command == "quickstart":
+        from posttrain.quickstart import run_quickstart
+
+        run_quickstart(args.recipes, args.output_dir, args.seed, compare=args.compare)
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The typed recipe schema: every field has a type, a default and a one-line description."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from posttrain.algos.registry import PRESETS
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModelConfig(Section):
+    architecture: Literal["qwen2", "llama"] = Field("qwen2", description="Model family of the tiny model.")
+    hidden_size: int = Field(128, gt=0, description="Width of the residual stream.")
+    intermediate_size: int = Field(512, gt=0, description="Width of the MLP.")
+    num_hidden_layers: int = Field(4, gt=0, description="Number of transformer blocks.")
+    num_attention_heads: int = Field(2, gt=0, description="Query heads (head dim = hidden_size / heads).")
+    num_key_value_heads: int = Field(1, gt=0, description="Key/value heads (grouped-query attention).")
+    max_position_embeddings: int = Field(256, gt=0, description="Context length in tokens.")
+    seed: int = Field(0, description="Seed of the random initial weights.")
+
+
+class LoraConfig(Section):
+    enabled: bool = Field(False, description="Train LoRA adapters instead of the full weights.")
+    r: int = Field(16, gt=0, description="Adapter rank.")
+    alpha: int = Field(32, gt=0, description="Adapter scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Module names (or 'all-linear') that receive adapters."
+    )
+
+
+class ModelConfig(Section):
+    path: str | None = Field(None, description="Local folder or hub id of the policy's initial weights.")
+    tiny: TinyModelConfig | None = Field(None, description="Build a fresh tiny model instead of loading one.")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="Parameter dtype of the trained model."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the models run; auto picks CUDA when present.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of model.path.")
+    trust_remote_code: bool = Field(False, description="Allow model code shipped with a hub checkpoint.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.path is None) == (self.tiny is None):
+            raise ValueError("set exactly one of model.path and model.tiny")
+        return self
+
+
+class TaskConfig(Section):
+    name: Literal["arithmetic"] = Field("arithmetic", description="Built-in task generator.")
+    digits: int = Field(2, ge=1, le=6, description="Digits of each operand.")
+    operations: list[Literal["+", "-"]] = Field(["+"], description="Operators drawn uniformly per problem.")
+    num_train: int = Field(4000, gt=0, description="Problems in the train split.")
+    num_test: int = Field(400, gt=0, description="Problems in the held-out test split (disjoint from train).")
+    seed: int = Field(0, description="Seed of the problem draw.")
+    demonstration_flaw: Literal["none", "drop_units_carry"] = Field(
+        "none",
+        description="Systematic error in the 'demonstration' field: drop_units_carry forgets the carry out of the units column.",
+    )
+
+
+class DataConfig(Section):
+    path: str | None = Field(None, description="Local jsonl/json/parquet/csv file or folder, or a hub dataset id.")
+    task: TaskConfig | None = Field(None, description="Generate a built-in task instead of reading data.")
+    split: str = Field("train", description="Split used for training.")
+    eval_split: str = Field("test", description="Held-out split used for evaluation.")
+    prompt_field: str = Field("prompt", description="Column holding the prompt.")
+    answer_field: str = Field("answer", description="Column holding the reference answer the reward checks.")
+    completion_field: str = Field("completion", description="Column holding the demonstration SFT imitates.")
+    chat_template: bool = Field(False, description="Wrap prompts in the tokenizer's chat template.")
+    system_prompt: str | None = Field(None, description="System message placed before each prompt (chat template only).")
+    max_prompt_length: int | None = Field(None, gt=0, description="Reject prompts longer than this many tokens.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.path is None) == (self.task is None):
+            raise ValueError("set exactly one of data.path and data.task")
+        return self
+
+
+class AlgorithmConfig(Section):
+    """A preset name plus any switch to override; unset switches take the preset's value."""
+
+    name: str = Field("grpo", description="Algorithm preset (see `posttrain algos`).")
+    advantage_estimator: Literal["grpo"] = Field("grpo", description="How advantages are computed from rewards.")
+    norm_adv_by_std: bool = Field(True, description="Divide group-centred rewards by the group std (off = Dr.GRPO).")
+    advantage_epsilon: float = Field(1e-6, gt=0, description="ε added to the group std.")
+    allow_singleton_groups: bool = Field(False, description="Accept groups of one sample (advantage = raw reward).")
+    loss_agg_mode: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = Field(
+        "token-mean", description="How per-token losses are reduced."
+    )
+    loss_norm_constant: float | None = Field(
+        None, gt=0, description="C of seq-mean-token-sum-norm; default rollout.max_new_tokens."
+    )
+    clip_ratio_low: float = Field(0.2, ge=0, description="ε_low of the clipped surrogate.")
+    clip_ratio_high: float = Field(0.2, ge=0, description="ε_high of the clipped surrogate (clip-higher when > ε_low).")
+    dual_clip: float | None = Field(None, gt=1, description="Dual-clip constant c for negative advantages; off when unset.")
+    beta: float = Field(0.0, ge=0, description="KL-to-reference coefficient (0 = no reference model).")
+    kl_estimator: Literal["k1", "k2", "k3", "abs"] = Field("k3", description="Per-token KL estimator of the KL loss.")
+    entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")
+
+    @model_validator(mode="after")
+    def _apply_preset(self) -> AlgorithmConfig:
+        preset = PRESETS.get(self.name)
+        if preset is None:
+            raise ValueError(f"unknown algorithm {self.name!r}; known: {', '.join(sorted(PRESETS))}")
+        explicit = set(self.model_fields_set)
+        for key, value in preset.switches.items():
+            if key not in explicit:
+                object.__setattr__(self, key, value)
+        return self
+
+    @property
+    def family(self) -> str:
+        return PRESETS[self.name].family
+
+
+class RolloutConfig(Section):
+    engine: Literal["hf"] = Field("hf", description="Generation engine.")
+    num_generations: int = Field(8, ge=1, description="Samples per prompt (the group size G).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="Top-k sampling (0 = off).")
+    max_new_tokens: int = Field(16, gt=0, description="Longest response.")
+    batch_size: int = Field(512, gt=0, description="Sequences generated per generate() call.")
+
+
+class RewardConfig(Section):
+    name: str = Field("exact_answer", description="Registered reward function.")
+    weight: float = Field(1.0, description="Weight in the summed reward.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the reward function.")
+    on_error: Literal["fail", "score_failed"] = Field(
+        "fail", description="When the function raises: stop the run, or score the sample as failed and count it."
+    )
+    failed_score: float = Field(0.0, description="Score given to a sample whose reward raised.")
+
+
+class TrainerConfig(Section):
+    steps: int = Field(100, gt=0, description="Optimisation steps (RL: rollout batches; SFT: batches).")
+    batch_size: int = Field(32, gt=0, description="Prompts per RL step, or examples per SFT step.")
+    minibatch_size: int | None = Field(
+        None, gt=0, description="Sequences per RL gradient update; default the whole rollout batch."
+    )
+    epochs: int = Field(1, gt=0, description="Passes over each rollout batch (PPO epochs).")
+    lr: float = Field(1e-5, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field("constant", description="Decay after warm-up.")
+    warmup_steps: int = Field(0, ge=0, description="Linear warm-up steps.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Gradient clipping norm; unset = no clipping.")
+    seed: int = Field(0, description="Seed of everything random in the run.")
+    output_dir: str = Field("runs/default", description="Where metrics, the resolved recipe and checkpoints go.")
+    checkpoint_every: int = Field(0, ge=0, description="Checkpoint every N steps (0 = only at the end).")
+    save_total_limit: int | None = Field(2, gt=0, description="Newest checkpoints kept; unset keeps all.")
+    resume: str = Field("none", description="'none', 'auto' (newest complete checkpoint) or a checkpoint folder.")
+    max_consecutive_nonfinite: int = Field(
+        3, gt=0, description="Stop (with a checkpoint) after this many updates in a row with NaN/Inf loss or gradients."
+    )
+    eval_every: int = Field(0, ge=0, description="Evaluate held-out greedy accuracy every N steps (0 = never).")
+    eval_samples: int = Field(200, gt=0, description="Held-out problems per evaluation.")
+    stop_at_eval_accuracy: float | None = Field(
+        None, ge=0, le=1, description="Stop once held-out accuracy reaches this (needs eval_every)."
+    )
+    max_time_s: float | None = Field(None, gt=0, description="Stop after this many seconds of training.")
+    torch_threads: int | None = Field(None, gt=0, description="CPU threads for torch; default torch's choice.")
+
+    @model_validator(mode="after")
+    def _stop_needs_eval(self) -> TrainerConfig:
+        if self.stop_at_eval_accuracy is not None and self.eval_every == 0:
+            raise ValueError("trainer.stop_at_eval_accuracy needs trainer.eval_every > 0")
+        if self.resume not in ("none", "auto") and not self.resume.strip():
+            raise ValueError("trainer.resume must be 'none', 'auto' or a checkpoint folder")
+        return self
+
+
+class LoggingConfig(Section):
+    metrics_file: str = Field("metrics.jsonl", description="Per-step metrics, one JSON object a line, in output_dir.")
+    progress: bool = Field(True, description="Show a progress bar on the console.")
+    tensorboard: bool = Field(False, description="Also write TensorBoard events to output_dir/tensorboard.")
+
+
+class Recipe(Section):
+    model: ModelConfig = Field(description="Policy weights and how to hold them.")
+    data: DataConfig = Field(description="Training and evaluation data.")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Algorithm preset and switches.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="How responses are sampled.")
+    rewards: list[RewardConfig] = Field(
+        default_factory=lambda: [RewardConfig()], description="Rewards summed with their weights."
+    )
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and bookkeeping.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Metrics and progress output.")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Recipe:
+        if self.algorithm.family == "online":
+            sequences = self.trainer.batch_size * self.rollout.num_generations
+            mb = self.trainer.minibatch_size
+            if mb is not None and sequences % mb != 0:
+                raise ValueError(
+                    f"trainer.minibatch_size={mb} must divide trainer.batch_size × rollout.num_generations = {sequences}"
+                )
+            if self.rollout.num_generations < 2 and not self.algorithm.allow_singleton_groups:
+                raise ValueError(
+                    "rollout.num_generations must be >= 2 for group advantages "
+                    "(or set algorithm.allow_singleton_groups=true)"
+                )
+        return self

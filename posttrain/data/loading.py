@@ -1,0 +1,79 @@
+"""Turning ``data:`` of a recipe into validated rows, from a built-in task, local files or the hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from posttrain.config.schema import DataConfig
+from posttrain.data.tasks.arithmetic import generate_arithmetic
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+class DataError(ValueError):
+    """Data the recipe points at cannot be used; the message names the file, row or field."""
+
+
+def load_rows(spec: DataConfig, split: str, required: tuple[str, ...]) -> tuple[list[dict[str, Any]], str]:
+    """Rows of ``split`` and a human-readable name of where they came from.
+
+    Every row must hold a string in each ``required`` field; the first that does not is
+    reported with its row number.
+    """
+    if spec.task is not None:
+        splits = generate_arithmetic(spec.task)
+        if split not in splits:
+            raise DataError(f"task {spec.task.name!r} has splits {sorted(splits)}, not {split!r}")
+        rows, origin = splits[split], f"task:{spec.task.name}[{split}]"
+    else:
+        rows, origin = _read_source(spec.path or "", split)
+    if not rows:
+        raise DataError(f"{origin}: the dataset is empty")
+    for index, row in enumerate(rows):
+        for field in required:
+            value = row.get(field)
+            if field not in row:
+                raise DataError(
+                    f"{origin}: row {index} has no field {field!r} (fields: {sorted(row)}); "
+                    f"set data.{_config_key(spec, field)} to the right column"
+                )
+            if not isinstance(value, str) or (field != "answer" and not value):
+                raise DataError(f"{origin}: row {index} field {field!r} must be a non-empty string, got {value!r}")
+    return rows, origin
+
+
+def _config_key(spec: DataConfig, field: str) -> str:
+    for key in ("prompt_field", "answer_field", "completion_field"):
+        if getattr(spec, key) == field:
+            return key
+    return field
+
+
+def _read_source(path: str, split: str) -> tuple[list[dict[str, Any]], str]:
+    """A file (used for every split), a folder holding ``<split>.<ext>``, or a hub dataset id."""
+    import datasets
+
+    local = Path(path).expanduser()
+    if local.is_dir():
+        candidates = [local / f"{split}{ext}" for ext in LOCAL_FORMATS]
+        found = [c for c in candidates if c.is_file()]
+        if not found:
+            raise DataError(f"data.path={path!r}: no {split}.jsonl/.json/.parquet/.csv in the folder")
+        local = found[0]
+    if local.is_file():
+        builder = LOCAL_FORMATS.get(local.suffix)
+        if builder is None:
+            raise DataError(f"data.path={path!r}: unsupported file type {local.suffix!r}; use {sorted(LOCAL_FORMATS)}")
+        try:
+            table = datasets.load_dataset(builder, data_files=str(local), split="train")
+        except Exception as err:  # datasets raises many types for unreadable files
+            raise DataError(f"{local}: cannot be read as {builder}: {err}") from err
+        return table.to_list(), str(local)
+    if path.startswith((".", "/", "~")):
+        raise DataError(f"data.path={path!r}: file or folder not found")
+    try:
+        table = datasets.load_dataset(path, split=split)
+    except Exception as err:
+        raise DataError(f"data.path={path!r}: not a local file and not loadable from the hub: {err}") from err
+    return table.to_list(), f"{path}[{split}]"

@@ -1,0 +1,67 @@
+"""Synthetic integer arithmetic with verifiable answers.
+
+Each row has ``prompt`` (``"37+45="``), ``answer`` (``"82"``) and ``completion``: the
+demonstration an SFT stage imitates. With ``demonstration_flaw="drop_units_carry"`` the
+demonstrations forget the carry (or borrow) between the units and the tens column, the
+kind of systematic error real demonstrations have; ``answer`` always stays correct.
+"""
+
+from __future__ import annotations
+
+import random
+
+from posttrain.config.schema import TaskConfig
+
+Problem = tuple[int, str, int]
+
+
+def solve(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b
+
+
+def flawed_demonstration(a: int, op: str, b: int, flaw: str) -> int:
+    result = solve(a, op, b)
+    if flaw == "drop_units_carry":
+        if op == "+" and a % 10 + b % 10 >= 10:
+            return result - 10
+        if op == "-" and a % 10 < b % 10:
+            return result + 10
+    return result
+
+
+def has_units_carry(a: int, op: str, b: int) -> bool:
+    return a % 10 + b % 10 >= 10 if op == "+" else a % 10 < b % 10
+
+
+def generate_arithmetic(spec: TaskConfig) -> dict[str, list[dict[str, str]]]:
+    """Disjoint train and test splits, identical for identical specs."""
+    low, high = 10 ** (spec.digits - 1), 10**spec.digits - 1
+    if spec.digits == 1:
+        low = 0
+    available = (high - low + 1) ** 2 * len(set(spec.operations))
+    wanted = spec.num_train + spec.num_test
+    if wanted > available:
+        raise ValueError(
+            f"data.task asks for {wanted} distinct problems (num_train + num_test) but only {available} "
+            f"exist with digits={spec.digits} and operations={spec.operations}"
+        )
+    rng = random.Random(spec.seed)
+    seen: set[Problem] = set()
+    problems: list[Problem] = []
+    while len(problems) < wanted:
+        problem = (rng.randint(low, high), rng.choice(spec.operations), rng.randint(low, high))
+        if problem not in seen:
+            seen.add(problem)
+            problems.append(problem)
+    rows = [_row(problem, spec.demonstration_flaw) for problem in problems]
+    return {"test": rows[: spec.num_test], "train": rows[spec.num_test :]}
+
+
+def _row(problem: Problem, flaw: str) -> dict[str, str]:
+    a, op, b = problem
+    return {
+        "prompt": f"{a}{op}{b}=",
+        "answer": str(solve(a, op, b)),
+        "completion": str(flawed_demonstration(a, op, b, flaw)),
+        "units_carry": str(has_units_carry(a, op, b)).lower(),
+    }

@@ -1,0 +1,16 @@
+"""Rewards behind one protocol, composed by weight."""
+
+from posttrain.rewards import answer as _builtin_answer  # noqa: F401  (registers the built-in rewards)
+from posttrain.rewards.answer import answer_matches, extract_answer
+from posttrain.rewards.base import REWARD_FACTORIES, RewardError, RewardFn, RewardSet, ScoredBatch, register_reward
+
+__all__ = [
+    "REWARD_FACTORIES",
+    "RewardError",
+    "RewardFn",
+    "RewardSet",
+    "ScoredBatch",
+    "answer_matches",
+    "extract_answer",
+    "register_reward",
+]

@@ -1,0 +1,286 @@
+"""What every trainer shares: set-up, the step loop, optimisation, checkpoints, resume, metrics.
+
+A family's trainer subclasses :class:`Trainer` and implements :meth:`Trainer.train_step`;
+everything else (seeding, the optimiser, skipping non-finite updates, periodic
+evaluation, checkpoint/resume and progress) lives here once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs
+
+from posttrain.config.loading import recipe_to_yaml
+from posttrain.config.schema import Recipe
+from posttrain.data.loading import load_rows
+from posttrain.data.prompts import EpochSampler, Example, tokenize_examples
+from posttrain.evaluation.accuracy import greedy_accuracy
+from posttrain.models.loading import load_causal_lm, load_tokenizer
+from posttrain.rewards.answer import MatchMode
+from posttrain.rollout.factory import build_engine
+from posttrain.trainers import checkpoint as ckpt
+from posttrain.trainers.metrics import MetricsWriter
+from posttrain.trainers.progress import ProgressReporter
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteStop(RuntimeError):
+    """Too many updates in a row had a NaN/Inf loss or gradient."""
+
+
+@dataclass
+class RunResult:
+    status: str
+    step: int
+    output_dir: Path
+    checkpoint: Path | None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+class Trainer:
+    """Base of every trainer; ``run()`` drives ``train_step`` from step 1 (or the resumed step) to the end."""
+
+    #: fields the training split must provide, per family
+    required_fields: tuple[str, ...] = ()
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.cfg = recipe.trainer
+        self.output_dir = Path(self.cfg.output_dir)
+        self.step = 0
+        self.consecutive_nonfinite = 0
+        self.total_nonfinite = 0
+
+    # ----------------------------------------------------------------- set-up
+    def setup(self) -> None:
+        if self.cfg.torch_threads:
+            torch.set_num_threads(self.cfg.torch_threads)
+        seed_everything(self.cfg.seed)
+        self.resume_from = ckpt.resolve_resume(self.output_dir, self.cfg.resume)
+        self.tokenizer = load_tokenizer(self.recipe.model)
+        self.accelerator = make_accelerator(self.recipe.model.device)
+        self.model = self._load_policy()
+        context = getattr(self.model.config, "max_position_embeddings", None) or 10**9
+        data = self.recipe.data
+        train_rows, origin = load_rows(data, data.split, self.required_fields)
+        self.examples = tokenize_examples(train_rows, origin, self.tokenizer, data, context,
+                                          self.reserved_response_tokens())
+        self.eval_examples: list[Example] = []
+        if self.cfg.eval_every:
+            eval_rows, eval_origin = load_rows(data, data.eval_split, (data.prompt_field, data.answer_field))
+            self.eval_examples = tokenize_examples(eval_rows[: self.cfg.eval_samples], eval_origin, self.tokenizer,
+                                                   data, context, self.recipe.rollout.max_new_tokens)
+        self.sampler = EpochSampler(len(self.examples), self.cfg.seed)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, betas=self.cfg.betas,
+                                           weight_decay=self.cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.engine = build_engine(self.recipe.rollout, self.policy, self.tokenizer)
+        self.setup_family()
+        metrics_path = self.output_dir / self.recipe.logging.metrics_file
+        if self.resume_from is not None:
+            self._restore(self.resume_from)
+            MetricsWriter.truncate_after(metrics_path, self.step)
+        elif metrics_path.exists():
+            metrics_path.unlink()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "recipe.yaml").write_text(recipe_to_yaml(self.recipe))
+        tb = self.output_dir / "tensorboard" if self.recipe.logging.tensorboard else None
+        self.metrics = MetricsWriter(metrics_path, tb)
+
+    def setup_family(self) -> None:
+        """Family-specific set-up after the policy and optimiser exist (reference model, etc.)."""
+
+    def reserved_response_tokens(self) -> int:
+        return self.recipe.rollout.max_new_tokens
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        """The policy without any distributed wrapper."""
+        return self.accelerator.unwrap_model(self.model)
+
+    def _load_policy(self) -> torch.nn.Module:
+        spec = self.recipe.model
+        device = self.accelerator.device
+        lora = spec.lora
+        if self.resume_from is not None and not lora.enabled:
+            model = load_causal_lm(spec.model_copy(update={"path": str(self.resume_from / ckpt.MODEL_DIR),
+                                                           "tiny": None}), device)
+        else:
+            model = load_causal_lm(spec, device)
+        if lora.enabled:
+            from peft import LoraConfig as PeftLoraConfig
+            from peft import PeftModel, get_peft_model
+
+            if self.resume_from is not None:
+                model = PeftModel.from_pretrained(model, str(self.resume_from / ckpt.MODEL_DIR), is_trainable=True)
+            else:
+                model = get_peft_model(model, PeftLoraConfig(
+                    r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                    target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+        model.train()
+        return model
+
+    def _lr_factor(self, step: int) -> float:
+        warmup = self.cfg.warmup_steps
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if self.cfg.lr_scheduler == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, self.cfg.steps - warmup))
+        if self.cfg.lr_scheduler == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    # ------------------------------------------------------------ the loop
+    def train_step(self, step: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run(self) -> RunResult:
+        self.setup()
+        reporter = ProgressReporter(self.cfg.steps, self.step, enabled=self.recipe.logging.progress,
+                                    label=f"{self.recipe.algorithm.name} {self.output_dir}")
+        status, reason, metrics = "completed", "", {}
+        started = time.perf_counter()
+        saved_at = self.step if self.resume_from is not None else -1
+        try:
+            with reporter:
+                if self.step == 0 and self.cfg.eval_every:
+                    self.metrics.write(0, self.evaluate())
+                while self.step < self.cfg.steps:
+                    metrics = {"lr": self.scheduler.get_last_lr()[0]}
+                    metrics.update(self.train_step(self.step + 1))
+                    self.scheduler.step()
+                    self.step += 1
+                    metrics["nonfinite/total"] = self.total_nonfinite
+                    if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                        metrics.update(self.evaluate())
+                    self.metrics.write(self.step, metrics)
+                    reporter.update(self.step, metrics)
+                    if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                        self.save()
+                        saved_at = self.step
+                    stop = self._stop_reason(metrics, time.perf_counter() - started)
+                    if stop:
+                        status, reason = "stopped", stop
+                        break
+        except NonFiniteStop as err:
+            status, reason = "stopped", str(err)
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "interrupted by the user"
+        finally:
+            self.metrics.close()
+        checkpoint = self.save() if saved_at != self.step else ckpt.checkpoint_root(self.output_dir) / f"step-{self.step:06d}"
+        if reason:
+            logger.warning("run %s at step %d: %s", status, self.step, reason)
+        return RunResult(status, self.step, self.output_dir, checkpoint, metrics, reason)
+
+    def _stop_reason(self, metrics: dict[str, Any], elapsed: float) -> str:
+        target = self.cfg.stop_at_eval_accuracy
+        if target is not None and metrics.get("eval/accuracy", -1.0) >= target:
+            return f"eval/accuracy {metrics['eval/accuracy']:.3f} reached trainer.stop_at_eval_accuracy={target}"
+        if self.cfg.max_time_s is not None and elapsed >= self.cfg.max_time_s:
+            return f"trainer.max_time_s={self.cfg.max_time_s} reached"
+        return ""
+
+    def evaluate(self) -> dict[str, float]:
+        result = greedy_accuracy(self.engine, self.eval_examples, self.recipe.rollout.max_new_tokens,
+                                 self.answer_match_mode())
+        return {"eval/accuracy": result.accuracy}
+
+    def answer_match_mode(self) -> MatchMode:
+        for reward in self.recipe.rewards:
+            if reward.name == "exact_answer":
+                return reward.args.get("mode", "exact")
+        return "exact"
+
+    # ----------------------------------------------------------- updates
+    def apply_update(self, loss: torch.Tensor) -> tuple[float, bool]:
+        """Backward, clip and step, unless the loss or a gradient is NaN/Inf (then skip and count)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        grad_norm = float("nan")
+        if finite:
+            self.accelerator.backward(loss)
+            max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
+            grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
+            finite = math.isfinite(grad_norm)
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.consecutive_nonfinite += 1
+            self.total_nonfinite += 1
+            if self.consecutive_nonfinite >= self.cfg.max_consecutive_nonfinite:
+                raise NonFiniteStop(
+                    f"{self.consecutive_nonfinite} updates in a row had a non-finite loss or gradient "
+                    f"(trainer.max_consecutive_nonfinite={self.cfg.max_consecutive_nonfinite}); "
+                    "the last good weights were checkpointed"
+                )
+            return grad_norm, False
+        self.consecutive_nonfinite = 0
+        self.optimizer.step()
+        return grad_norm, True
+
+    # -------------------------------------------------------- checkpoints
+    def save(self) -> Path:
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "rng": ckpt.rng_state(),
+            "consecutive_nonfinite": self.consecutive_nonfinite,
+            "total_nonfinite": self.total_nonfinite,
+            "family": self.family_state(),
+        }
+
+        def save_model(folder: Path) -> None:
+            self.policy.save_pretrained(folder)
+            self.tokenizer.save_pretrained(folder)
+
+        return ckpt.save_checkpoint(self.output_dir, self.step, save_model, state, recipe_to_yaml(self.recipe),
+                                    self.cfg.save_total_limit)
+
+    def family_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_family_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`family_state` saved."""
+
+    def _restore(self, checkpoint: Path) -> None:
+        state = ckpt.load_state(checkpoint)
+        self.step = state["step"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.consecutive_nonfinite = state["consecutive_nonfinite"]
+        self.total_nonfinite = state["total_nonfinite"]
+        self.load_family_state(state.get("family", {}))
+        ckpt.restore_rng(state["rng"])
+        logger.info("resumed from %s at step %d", checkpoint, self.step)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_accelerator(device: str) -> Accelerator:
+    """An Accelerator for this process; without CUDA a launched multi-process world talks over gloo."""
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
+    return Accelerator(cpu=device == "cpu", kwargs_handlers=handlers)

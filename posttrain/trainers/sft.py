@@ -1,0 +1,65 @@
+"""Supervised fine-tuning on the offline loop: batch → log-probs → NLL of the completion → update."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from posttrain.algos import aggregate_loss
+from posttrain.trainers.base import Trainer
+from posttrain.trainers.logprobs import response_logprobs
+
+
+class SFTTrainer(Trainer):
+    @property
+    def required_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.recipe.data.prompt_field, self.recipe.data.completion_field)
+
+    def setup_family(self) -> None:
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError("SFT needs a tokenizer with an eos token to end each completion")
+        self.completion_ids = [
+            self.tokenizer(e.completion or "", add_special_tokens=False)["input_ids"] + [eos] for e in self.examples
+        ]
+
+    def reserved_response_tokens(self) -> int:
+        return 1
+
+    def train_step(self, step: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        indices = self.sampler.next_batch(self.cfg.batch_size)
+        input_ids, attention_mask, completion_mask = self._collate(indices)
+        device = self.accelerator.device
+        width = completion_mask.shape[1]
+        logp, _ = response_logprobs(self.model, input_ids.to(device), attention_mask.to(device), width)
+        mask = completion_mask.to(device).float()
+        loss = aggregate_loss(-logp, mask, self.recipe.algorithm.loss_agg_mode)
+        grad_norm, applied = self.apply_update(loss)
+        elapsed = time.perf_counter() - t0
+        return {
+            "loss": loss.item(),
+            "grad_norm": grad_norm,
+            "nonfinite/skipped": int(not applied),
+            "time/step_s": elapsed,
+            "throughput/tokens_per_s": float(attention_mask.sum()) / elapsed,
+        }
+
+    def _collate(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-padded prompts followed by right-padded completions, as the rollout engine lays them out."""
+        pad = self.tokenizer.pad_token_id
+        prompts = [self.examples[i].prompt_ids for i in indices]
+        completions = [self.completion_ids[i] for i in indices]
+        p_width, c_width = max(map(len, prompts)), max(map(len, completions))
+        rows = len(indices)
+        ids = torch.full((rows, p_width + c_width), pad, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        completion_mask = torch.zeros((rows, c_width), dtype=torch.long)
+        for row, (p, c) in enumerate(zip(prompts, completions)):
+            ids[row, p_width - len(p) : p_width] = torch.as_tensor(p)
+            ids[row, p_width : p_width + len(c)] = torch.as_tensor(c)
+            attention[row, p_width - len(p) : p_width + len(c)] = 1
+            completion_mask[row, : len(c)] = 1
+        return ids, attention, completion_mask
