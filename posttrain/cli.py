@@ -70,7 +70,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         try:
             result = train(recipe)
-        except (DataError, ModelLoadError, RewardError, FileNotFoundError) as err:
+        except (DataError, ModelLoadError, RewardError, FileNotFoundError, FileExistsError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"{result.status} at step {result.step}; metrics in {result.output_dir}; checkpoint {result.checkpoint}"

@@ -6,8 +6,7 @@ response mask by :func:`broadcast_to_tokens`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Hashable
+from collections.abc import Hashable, Sequence
 
 import torch
 

@@ -160,6 +160,9 @@ class TrainerConfig(Section):
     output_dir: str = Field("runs/default", description="Where metrics, the resolved recipe and checkpoints go.")
     checkpoint_every: int = Field(0, ge=0, description="Checkpoint every N steps (0 = only at the end).")
     save_total_limit: int | None = Field(2, gt=0, description="Newest checkpoints kept; unset keeps all.")
+    overwrite: bool = Field(
+        False, description="Start afresh in an output_dir that holds an earlier run's checkpoints (they are deleted)."
+    )
     resume: str = Field("none", description="'none', 'auto' (newest complete checkpoint) or a checkpoint folder.")
     max_consecutive_nonfinite: int = Field(
         3, gt=0, description="Stop (with a checkpoint) after this many updates in a row with NaN/Inf loss or gradients."

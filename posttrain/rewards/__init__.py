@@ -2,7 +2,14 @@
 
 from posttrain.rewards import answer as _builtin_answer  # noqa: F401  (registers the built-in rewards)
 from posttrain.rewards.answer import answer_matches, extract_answer
-from posttrain.rewards.base import REWARD_FACTORIES, RewardError, RewardFn, RewardSet, ScoredBatch, register_reward
+from posttrain.rewards.base import (
+    REWARD_FACTORIES,
+    RewardError,
+    RewardFn,
+    RewardSet,
+    ScoredBatch,
+    register_reward,
+)
 
 __all__ = [
     "REWARD_FACTORIES",

@@ -70,6 +70,8 @@ class Trainer:
             torch.set_num_threads(self.cfg.torch_threads)
         seed_everything(self.cfg.seed)
         self.resume_from = ckpt.resolve_resume(self.output_dir, self.cfg.resume)
+        if self.resume_from is None:
+            ckpt.claim_fresh_output_dir(self.output_dir, overwrite=self.cfg.overwrite)
         self.tokenizer = load_tokenizer(self.recipe.model)
         self.accelerator = make_accelerator(self.recipe.model.device)
         self.model = self._load_policy()
@@ -174,9 +176,8 @@ class Trainer:
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                         self.save()
                         saved_at = self.step
-                    stop = self._stop_reason(metrics, time.perf_counter() - started)
-                    if stop:
-                        status, reason = "stopped", stop
+                    reason = self._early_finish(metrics, time.perf_counter() - started)
+                    if reason:
                         break
         except NonFiniteStop as err:
             status, reason = "stopped", str(err)
@@ -186,10 +187,12 @@ class Trainer:
             self.metrics.close()
         checkpoint = self.save() if saved_at != self.step else ckpt.checkpoint_root(self.output_dir) / f"step-{self.step:06d}"
         if reason:
-            logger.warning("run %s at step %d: %s", status, self.step, reason)
+            log = logger.info if status == "completed" else logger.warning
+            log("run %s at step %d: %s", status, self.step, reason)
         return RunResult(status, self.step, self.output_dir, checkpoint, metrics, reason)
 
-    def _stop_reason(self, metrics: dict[str, Any], elapsed: float) -> str:
+    def _early_finish(self, metrics: dict[str, Any], elapsed: float) -> str:
+        """Why a run that is going well ends before trainer.steps ('' when it goes on)."""
         target = self.cfg.stop_at_eval_accuracy
         if target is not None and metrics.get("eval/accuracy", -1.0) >= target:
             return f"eval/accuracy {metrics['eval/accuracy']:.3f} reached trainer.stop_at_eval_accuracy={target}"

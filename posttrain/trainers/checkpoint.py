@@ -81,6 +81,19 @@ def resolve_resume(output_dir: str | Path, resume: str) -> Path | None:
     return path
 
 
+def claim_fresh_output_dir(output_dir: str | Path, overwrite: bool) -> None:
+    """A fresh run must not mix its checkpoints with an earlier run's."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir() or not any(root.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"trainer.output_dir={str(output_dir)!r} already holds checkpoints of an earlier run; "
+            "set trainer.resume=auto to continue it, trainer.overwrite=true to replace it, or another output_dir"
+        )
+    shutil.rmtree(root)
+
+
 def load_state(checkpoint: Path) -> dict[str, Any]:
     return torch.load(checkpoint / STATE_FILE, weights_only=False)
 
