@@ -25,6 +25,16 @@ class TinyModelConfig(Section):
     max_position_embeddings: int = Field(256, gt=0, description="Context length in tokens.")
     seed: int = Field(0, description="Seed of the random initial weights.")
 
+    @model_validator(mode="after")
+    def _heads_fit(self) -> TinyModelConfig:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by "
+                             f"num_attention_heads={self.num_attention_heads}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(f"num_attention_heads={self.num_attention_heads} is not divisible by "
+                             f"num_key_value_heads={self.num_key_value_heads}")
+        return self
+
 
 class LoraConfig(Section):
     enabled: bool = Field(False, description="Train LoRA adapters instead of the full weights.")

@@ -15,11 +15,6 @@ def build_tiny_model(spec: TinyModelConfig) -> tuple[PreTrainedModel, PreTrained
 
     tokenizer = build_byte_tokenizer()
     config_cls = Qwen2Config if spec.architecture == "qwen2" else LlamaConfig
-    if spec.hidden_size % spec.num_attention_heads:
-        raise ValueError(
-            f"model.tiny.hidden_size={spec.hidden_size} is not divisible by "
-            f"model.tiny.num_attention_heads={spec.num_attention_heads}"
-        )
     config = config_cls(
         vocab_size=len(tokenizer),
         hidden_size=spec.hidden_size,

@@ -23,11 +23,18 @@ class MetricsWriter:
 
     @staticmethod
     def truncate_after(path: Path, step: int) -> int:
-        """Drop lines logged after ``step`` (a resumed run logs them again); returns lines kept."""
+        """Drop lines logged after ``step`` (a resumed run logs them again) and any line torn by a
+        crash mid-write; returns the number of lines kept."""
         if not path.exists():
             return 0
-        kept = [line for line in path.read_text().splitlines() if line.strip()
-                and json.loads(line).get("step", 0) <= step]
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line)
         path.write_text("".join(line + "\n" for line in kept))
         return len(kept)
 

@@ -1,0 +1,34 @@
+import pytest
+
+from posttrain.config import TaskConfig
+from posttrain.data.tasks.arithmetic import flawed_demonstration, generate_arithmetic
+
+pytestmark = pytest.mark.unit
+
+
+def test_splits_are_disjoint_deterministic_and_correct() -> None:
+    spec = TaskConfig(num_train=500, num_test=100, seed=4, operations=["+", "-"])
+    splits = generate_arithmetic(spec)
+    assert len(splits["train"]) == 500 and len(splits["test"]) == 100
+    assert not {r["prompt"] for r in splits["train"]} & {r["prompt"] for r in splits["test"]}
+    assert generate_arithmetic(spec) == splits
+    assert generate_arithmetic(spec.model_copy(update={"seed": 5})) != splits
+    for row in splits["train"] + splits["test"]:
+        assert str(eval(row["prompt"].rstrip("="))) == row["answer"]
+        assert row["completion"] == row["answer"]  # no flaw asked for
+
+
+def test_carry_flaw() -> None:
+    assert flawed_demonstration(38, "+", 45, "drop_units_carry") == 73
+    assert flawed_demonstration(31, "+", 45, "drop_units_carry") == 76
+    assert flawed_demonstration(52, "-", 17, "drop_units_carry") == 45
+    assert flawed_demonstration(38, "+", 45, "none") == 83
+    rows = generate_arithmetic(TaskConfig(num_train=300, num_test=10, demonstration_flaw="drop_units_carry"))["train"]
+    wrong = [r for r in rows if r["completion"] != r["answer"]]
+    assert wrong and all(r["units_carry"] == "true" for r in wrong)
+    assert all(r["completion"] == r["answer"] for r in rows if r["units_carry"] == "false")
+
+
+def test_asking_for_more_problems_than_exist() -> None:
+    with pytest.raises(ValueError, match="only 100 exist"):
+        generate_arithmetic(TaskConfig(digits=1, num_train=95, num_test=10))
