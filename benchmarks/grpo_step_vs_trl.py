@@ -8,6 +8,7 @@ and checkpointing happen outside that window in both frameworks. The first ``--w
 
     .venv/bin/python benchmarks/grpo_step_vs_trl.py [--steps 20] [--warmup 3] [--threads N] [--out PATH]
 """
+# ruff: noqa: E402  (the offline switches below must be set before transformers and datasets are imported)
 
 from __future__ import annotations
 
@@ -18,29 +19,29 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
 
-import datasets  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
-import trl  # noqa: E402
-from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments  # noqa: E402
-from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+import datasets
+import torch
+import transformers
+import trl
+from transformers import PrinterCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from trl import GRPOConfig, GRPOTrainer
 
-from posttrain.batch import RolloutBatch  # noqa: E402
-from posttrain.config.loading import validate_recipe  # noqa: E402
-from posttrain.config.schema import TaskConfig, TinyModelConfig  # noqa: E402
-from posttrain.data.tasks.arithmetic import generate_arithmetic  # noqa: E402
-from posttrain.models.tiny import build_tiny_model  # noqa: E402
-from posttrain.rewards.answer import answer_matches  # noqa: E402
-from posttrain.trainers import build_trainer  # noqa: E402
+from posttrain.batch import RolloutBatch
+from posttrain.config.loading import validate_recipe
+from posttrain.config.schema import TaskConfig, TinyModelConfig
+from posttrain.data.tasks.arithmetic import generate_arithmetic
+from posttrain.models.tiny import build_tiny_model
+from posttrain.rewards.answer import answer_matches
+from posttrain.trainers import build_trainer
 
 PROMPTS_PER_STEP = 32
 NUM_GENERATIONS = 8
@@ -90,17 +91,14 @@ def run_posttrain(model_dir: Path, work_dir: Path, args: argparse.Namespace) -> 
     })
     trainer = build_trainer(recipe)
     trainer.setup()
-    sample: dict[str, Any] = {}
+    rollouts: list[RolloutBatch] = []
     generate = trainer.engine.generate
 
-    def recording_generate(*call_args: Any, **call_kwargs: Any) -> RolloutBatch:
-        batch = generate(*call_args, **call_kwargs)
-        sample["prompt"] = trainer.tokenizer.decode(batch.prompt_ids[0][batch.prompt_mask[0].bool()])
-        sample["completion_ids"] = batch.response_ids[0][batch.response_mask[0].bool()].tolist()
-        sample["completion"] = batch.completions[0]
-        return batch
+    def keep_last_rollout(*call_args: Any, **call_kwargs: Any) -> RolloutBatch:
+        rollouts[:] = [generate(*call_args, **call_kwargs)]
+        return rollouts[0]
 
-    trainer.engine.generate = recording_generate
+    trainer.engine.generate = keep_last_rollout
     durations: list[float] = []
     for step in range(1, args.warmup + args.steps + 1):
         start = time.perf_counter()
@@ -111,23 +109,24 @@ def run_posttrain(model_dir: Path, work_dir: Path, args: argparse.Namespace) -> 
                     seconds, f"  reward {metrics['reward/mean']:.3f}  max len {metrics['response_length/max']:.0f}")
         if step > args.warmup:
             durations.append(seconds)
-    sample["threads"] = torch.get_num_threads()
-    return {"durations": durations, "sample": sample}
+    batch = rollouts[0]
+    prompts = trainer.tokenizer.batch_decode(batch.prompt_ids, skip_special_tokens=True)
+    completion_ids = [ids[mask.bool()].tolist() for ids, mask in zip(batch.response_ids, batch.response_mask)]
+    return {"durations": durations,
+            "last_step": last_step(prompts, batch.completions, completion_ids, torch.get_num_threads())}
 
 
 # ------------------------------------------------------------------------------------------------------ TRL
 class ExactAnswer:
-    """TRL reward: exact match of the stripped completion (posttrain's ``exact_answer``); keeps one sample."""
+    """TRL reward: exact match of the stripped completion (posttrain's ``exact_answer``); keeps the last batch."""
 
     def __init__(self) -> None:
-        self.sample: dict[str, Any] = {}
+        self.last: tuple[list[str], list[str], list[list[int]]] = ([], [], [])
         self.mean_reward = 0.0
-        self.max_length = 0
 
     def __call__(self, prompts: list[str], completions: list[str], completion_ids: list[list[int]],
                  answer: list[str], **_: Any) -> list[float]:
-        self.sample = {"prompt": prompts[0], "completion_ids": completion_ids[0], "completion": completions[0]}
-        self.max_length = max(len(ids) for ids in completion_ids)
+        self.last = (prompts, completions, completion_ids)
         rewards = [float(answer_matches(c, a)) for c, a in zip(completions, answer)]
         self.mean_reward = sum(rewards) / len(rewards)
         return rewards
@@ -151,7 +150,7 @@ class StepTimer(TrainerCallback):
                     **kwargs: Any) -> None:
         seconds = time.perf_counter() - self._start
         report_step("TRL", state.global_step, self.warmup, seconds,
-                    f"  reward {self.reward.mean_reward:.3f}  max len {self.reward.max_length}")
+                    f"  reward {self.reward.mean_reward:.3f}  max len {max(map(len, self.reward.last[2]))}")
         if state.global_step > self.warmup:
             self.durations.append(seconds)
 
@@ -215,10 +214,18 @@ def run_trl(model_dir: Path, work_dir: Path, args: argparse.Namespace) -> dict[s
           f"top_k={generation.top_k}", flush=True)
     torch.set_num_threads(args.threads)
     trainer.train()
-    return {"durations": timer.durations, "sample": {**reward.sample, "threads": timer.threads}}
+    return {"durations": timer.durations, "last_step": last_step(*reward.last, timer.threads)}
 
 
 # ----------------------------------------------------------------------------------------------- reporting
+def last_step(prompts: list[str], completions: list[str], completion_ids: list[list[int]],
+              threads: int) -> dict[str, Any]:
+    """What the last step generated: its prompts (one per group), one sample, the longest completion."""
+    return {"completions": len(completions), "prompts": list(dict.fromkeys(prompts)),
+            "sample": {"prompt": prompts[0], "completion": completions[0], "completion_ids": completion_ids[0]},
+            "max_completion_tokens": max(len(ids) for ids in completion_ids), "torch_threads": threads}
+
+
 def summarise(durations: list[float]) -> dict[str, float]:
     return {"mean_s": statistics.fmean(durations), "median_s": statistics.median(durations),
             "min_s": min(durations), "max_s": max(durations)}
@@ -227,8 +234,12 @@ def summarise(durations: list[float]) -> dict[str, float]:
 def main() -> None:
     args = parse_args()
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    print(f"load average before: {load_before[0]:.2f} (1 min) on {os.cpu_count()} CPUs; "
+          "other busy processes skew the timings", flush=True)
     with tempfile.TemporaryDirectory(prefix="grpo-bench-") as tmp:
         work_dir = Path(tmp)
         model_dir = work_dir / "tiny-qwen2"
@@ -241,11 +252,14 @@ def main() -> None:
     results = {"posttrain": summarise(posttrain_run["durations"]), "trl": summarise(trl_run["durations"])}
     ratio_mean = results["trl"]["mean_s"] / results["posttrain"]["mean_s"]
     ratio_median = results["trl"]["median_s"] / results["posttrain"]["median_s"]
-    print("\nsample completions (last step, first row):")
+    same_prompts = posttrain_run["last_step"]["prompts"] == trl_run["last_step"]["prompts"]
+    print(f"\nlast step: same prompts in both frameworks: {same_prompts}")
     for name, run in (("posttrain", posttrain_run), ("TRL", trl_run)):
-        sample = run["sample"]
-        print(f"  {name:9s} {sample['prompt']!r} -> {sample['completion']!r}  ids {sample['completion_ids']}"
-              f"  (torch threads {sample['threads']})")
+        last = run["last_step"]
+        sample = last["sample"]
+        print(f"  {name:9s} {len(last['prompts'])} prompts, {last['completions']} completions, longest "
+              f"{last['max_completion_tokens']} tokens, torch threads {last['torch_threads']}; "
+              f"{sample['prompt']!r} -> {sample['completion']!r} ids {sample['completion_ids']}")
     print(f"\n{'':12s}{'mean s/step':>12s}{'median s/step':>15s}")
     for name, key in (("posttrain", "posttrain"), ("TRL", "trl")):
         print(f"{name:12s}{results[key]['mean_s']:12.3f}{results[key]['median_s']:15.3f}")
@@ -260,9 +274,12 @@ def main() -> None:
                      "task": TASK.model_dump()},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                    "transformers": transformers.__version__, "trl": trl.__version__},
-        "posttrain": {**results["posttrain"], "step_s": posttrain_run["durations"], "sample": posttrain_run["sample"]},
-        "trl": {**results["trl"], "step_s": trl_run["durations"], "sample": trl_run["sample"]},
+                    "transformers": transformers.__version__, "trl": trl.__version__,
+                    "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]}},
+        "same_prompts_in_last_step": same_prompts,
+        "posttrain": {**results["posttrain"], "step_s": posttrain_run["durations"],
+                      "last_step": posttrain_run["last_step"]},
+        "trl": {**results["trl"], "step_s": trl_run["durations"], "last_step": trl_run["last_step"]},
         "ratio_trl_over_posttrain": {"mean": ratio_mean, "median": ratio_median},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -33,12 +33,14 @@ def load_rows(spec: DataConfig, split: str, required: tuple[str, ...]) -> tuple[
     for index, row in enumerate(rows):
         for field in required:
             value = row.get(field)
-            if field not in row:
+            if value is None:
                 raise DataError(
-                    f"{origin}: row {index} has no field {field!r} (fields: {sorted(row)}); "
+                    f"{origin}: row {index} has no field {field!r} (missing or null; columns: {sorted(row)}); "
                     f"set data.{_config_key(spec, field)} to the right column"
                 )
-            if not isinstance(value, str) or (field != "answer" and not value):
+            if field == spec.answer_field and isinstance(value, (int, float)):
+                continue
+            if not isinstance(value, str) or (field != spec.answer_field and not value):
                 raise DataError(f"{origin}: row {index} field {field!r} must be a non-empty string, got {value!r}")
     return rows, origin
 

@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from posttrain.algos import broadcast_to_tokens, clipped_surrogate, grpo_advantages, zero_advantage_group_fraction
+from posttrain.algos import (
+    broadcast_to_tokens,
+    clipped_surrogate,
+    grpo_advantages,
+    zero_advantage_group_fraction,
+)
 
 pytestmark = pytest.mark.unit
 
