@@ -67,6 +67,9 @@ class ModelConfig(Section):
 class TaskConfig(Section):
     name: Literal["arithmetic"] = Field("arithmetic", description="Built-in task generator.")
     digits: int = Field(2, ge=1, le=6, description="Digits of each operand.")
+    max_operand: int | None = Field(
+        None, gt=0, description="Largest operand (default 10^digits − 1); e.g. 49 keeps 2-digit sums below 100."
+    )
     operations: list[Literal["+", "-"]] = Field(["+"], description="Operators drawn uniformly per problem.")
     num_train: int = Field(4000, gt=0, description="Problems in the train split.")
     num_test: int = Field(400, gt=0, description="Problems in the held-out test split (disjoint from train).")

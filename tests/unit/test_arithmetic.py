@@ -32,3 +32,10 @@ def test_carry_flaw() -> None:
 def test_asking_for_more_problems_than_exist() -> None:
     with pytest.raises(ValueError, match="only 100 exist"):
         generate_arithmetic(TaskConfig(digits=1, num_train=95, num_test=10))
+
+
+def test_max_operand_bounds_problems() -> None:
+    rows = generate_arithmetic(TaskConfig(max_operand=49, num_train=300, num_test=50))["train"]
+    assert all(10 <= int(p) <= 49 for r in rows for p in r["prompt"].rstrip("=").split("+"))
+    with pytest.raises(ValueError, match="max_operand=123 must have 2 digit"):
+        generate_arithmetic(TaskConfig(max_operand=123))

@@ -35,9 +35,10 @@ def has_units_carry(a: int, op: str, b: int) -> bool:
 
 def generate_arithmetic(spec: TaskConfig) -> dict[str, list[dict[str, str]]]:
     """Disjoint train and test splits, identical for identical specs."""
-    low, high = 10 ** (spec.digits - 1), 10**spec.digits - 1
-    if spec.digits == 1:
-        low = 0
+    low = 0 if spec.digits == 1 else 10 ** (spec.digits - 1)
+    high = 10**spec.digits - 1 if spec.max_operand is None else spec.max_operand
+    if not low <= high < 10**spec.digits:
+        raise ValueError(f"data.task.max_operand={spec.max_operand} must have {spec.digits} digit(s)")
     available = (high - low + 1) ** 2 * len(set(spec.operations))
     wanted = spec.num_train + spec.num_test
     if wanted > available:
