@@ -55,7 +55,7 @@ def sft_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "data": {"task": dict(TASK)},
         "algorithm": {"name": "sft"},
         "rollout": {"max_new_tokens": 5},
-        "trainer": {"steps": 1500, "batch_size": 64, "lr": 3e-4, "eval_every": 10, "eval_samples": 200,
+        "trainer": {"steps": 1500, "batch_size": 64, "lr": 1e-3, "eval_every": 10, "eval_samples": 200,
                     "stop_at_eval_accuracy": 0.3, "output_dir": str(out)},
         "logging": {"progress": False},
     })
