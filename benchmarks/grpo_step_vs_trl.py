@@ -1,10 +1,13 @@
 """Seconds per GRPO step: posttrain's OnlineTrainer against TRL's GRPOTrainer (no vLLM), in one process.
 
 Both frameworks start from the very same tiny Qwen2 checkpoint (saved once to a temporary folder) and train on
-the same arithmetic prompts with the same group size, generation length, sampling, optimiser and batch: one
-rollout of ``PROMPTS_PER_STEP × NUM_GENERATIONS`` completions and one AdamW update per step. A step is timed
-from its start to the end of the optimiser update (rollout, reward, advantages, loss, backward, step); logging
-and checkpointing happen outside that window in both frameworks. The first ``--warmup`` steps are excluded.
+the same arithmetic prompts (both draw them in the same seeded order) with the same group size, generation
+length, sampling, loss, optimiser and batch: one rollout of ``PROMPTS_PER_STEP × NUM_GENERATIONS`` completions
+and one AdamW update per step. A step is timed from its start to the end of the optimiser update (prompt
+tokenisation, generation, reward, advantages, loss, backward, clipping, AdamW, lr schedule); logging and
+checkpointing are outside that window in both frameworks. The two alternate step by step (a TRL callback runs
+posttrain's step after each TRL step), so load from other processes hits both alike. The first ``--warmup``
+steps of each are not counted.
 
     .venv/bin/python benchmarks/grpo_step_vs_trl.py [--steps 20] [--warmup 3] [--threads N] [--out PATH]
 """
@@ -70,50 +73,46 @@ def save_tiny_checkpoint(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def report_step(name: str, step: int, warmup: int, seconds: float, extra: str = "") -> None:
-    phase = "warm-up" if step <= warmup else "measured"
-    print(f"  {name:9s} step {step:3d} ({phase:8s}) {seconds:7.3f} s{extra}", flush=True)
-
-
 # ------------------------------------------------------------------------------------------------ posttrain
-def run_posttrain(model_dir: Path, work_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    recipe = validate_recipe({
-        "model": {"path": str(model_dir), "device": "cpu", "dtype": "float32"},
-        "data": {"task": TASK.model_dump()},
-        "algorithm": {"name": "grpo", "beta": 0.0},
-        "rollout": {"num_generations": NUM_GENERATIONS, "max_new_tokens": MAX_NEW_TOKENS,
-                    "temperature": TEMPERATURE, "top_p": 1.0, "top_k": 0},
-        "rewards": [{"name": "exact_answer"}],
-        "trainer": {"steps": args.warmup + args.steps, "batch_size": PROMPTS_PER_STEP, "lr": LEARNING_RATE,
-                    "seed": args.seed, "torch_threads": args.threads, "output_dir": str(work_dir / "posttrain"),
-                    "eval_every": 0, "checkpoint_every": 0},
-        "logging": {"progress": False},
-    })
-    trainer = build_trainer(recipe)
-    trainer.setup()
-    rollouts: list[RolloutBatch] = []
-    generate = trainer.engine.generate
+class PosttrainRun:
+    """posttrain's OnlineTrainer, set up once and stepped from outside; keeps the last rollout for the report."""
 
-    def keep_last_rollout(*call_args: Any, **call_kwargs: Any) -> RolloutBatch:
-        rollouts[:] = [generate(*call_args, **call_kwargs)]
-        return rollouts[0]
+    def __init__(self, model_dir: Path, work_dir: Path, args: argparse.Namespace) -> None:
+        recipe = validate_recipe({
+            "model": {"path": str(model_dir), "device": "cpu", "dtype": "float32"},
+            "data": {"task": TASK.model_dump()},
+            "algorithm": {"name": "grpo", "beta": 0.0},
+            "rollout": {"num_generations": NUM_GENERATIONS, "max_new_tokens": MAX_NEW_TOKENS,
+                        "temperature": TEMPERATURE, "top_p": 1.0, "top_k": 0},
+            "rewards": [{"name": "exact_answer"}],
+            "trainer": {"steps": args.warmup + args.steps, "batch_size": PROMPTS_PER_STEP, "lr": LEARNING_RATE,
+                        "seed": args.seed, "torch_threads": args.threads,
+                        "output_dir": str(work_dir / "posttrain"), "eval_every": 0, "checkpoint_every": 0},
+            "logging": {"progress": False},
+        })
+        self.trainer = build_trainer(recipe)
+        self.trainer.setup()
+        self.rollout: RolloutBatch | None = None
+        self._generate = self.trainer.engine.generate
+        self.trainer.engine.generate = self._keep_rollout
 
-    trainer.engine.generate = keep_last_rollout
-    durations: list[float] = []
-    for step in range(1, args.warmup + args.steps + 1):
+    def _keep_rollout(self, *args: Any, **kwargs: Any) -> RolloutBatch:
+        self.rollout = self._generate(*args, **kwargs)
+        return self.rollout
+
+    def step(self, step: int) -> tuple[float, dict[str, Any]]:
+        """One GRPO step as ``Trainer.run`` takes it (train_step, then the lr schedule); returns seconds, metrics."""
         start = time.perf_counter()
-        metrics = trainer.train_step(step)
-        trainer.scheduler.step()
-        seconds = time.perf_counter() - start
-        report_step("posttrain", step, args.warmup,
-                    seconds, f"  reward {metrics['reward/mean']:.3f}  max len {metrics['response_length/max']:.0f}")
-        if step > args.warmup:
-            durations.append(seconds)
-    batch = rollouts[0]
-    prompts = trainer.tokenizer.batch_decode(batch.prompt_ids, skip_special_tokens=True)
-    completion_ids = [ids[mask.bool()].tolist() for ids, mask in zip(batch.response_ids, batch.response_mask)]
-    return {"durations": durations,
-            "last_step": last_step(prompts, batch.completions, completion_ids, torch.get_num_threads())}
+        metrics = self.trainer.train_step(step)
+        self.trainer.scheduler.step()
+        return time.perf_counter() - start, metrics
+
+    def last_step(self) -> dict[str, Any]:
+        assert self.rollout is not None
+        batch = self.rollout
+        prompts = self.trainer.tokenizer.batch_decode(batch.prompt_ids, skip_special_tokens=True)
+        completion_ids = [ids[mask.bool()].tolist() for ids, mask in zip(batch.response_ids, batch.response_mask)]
+        return last_step(prompts, batch.completions, completion_ids, torch.get_num_threads())
 
 
 # ------------------------------------------------------------------------------------------------------ TRL
@@ -132,33 +131,41 @@ class ExactAnswer:
         return rewards
 
 
-class StepTimer(TrainerCallback):
-    """Wall clock from ``on_step_begin`` to ``on_step_end`` of every optimiser step after the warm-up."""
+class AlternatingSteps(TrainerCallback):
+    """Times each TRL optimiser step (``on_step_begin`` to ``on_step_end``), then runs posttrain's step of the
+    same number, so the two frameworks alternate step by step and share whatever else the machine is doing."""
 
-    def __init__(self, warmup: int, reward: ExactAnswer) -> None:
-        self.warmup, self.reward = warmup, reward
-        self.durations: list[float] = []
-        self.threads = 0
+    def __init__(self, posttrain: PosttrainRun, reward: ExactAnswer, warmup: int) -> None:
+        self.posttrain, self.reward, self.warmup = posttrain, reward, warmup
+        self.durations: dict[str, list[float]] = {"posttrain": [], "trl": []}
+        self.trl_threads = 0
         self._start = 0.0
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                       **kwargs: Any) -> None:
-        self.threads = torch.get_num_threads()
+        self.trl_threads = torch.get_num_threads()
         self._start = time.perf_counter()
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
                     **kwargs: Any) -> None:
-        seconds = time.perf_counter() - self._start
-        report_step("TRL", state.global_step, self.warmup, seconds,
-                    f"  reward {self.reward.mean_reward:.3f}  max len {max(map(len, self.reward.last[2]))}")
-        if state.global_step > self.warmup:
-            self.durations.append(seconds)
+        trl_s = time.perf_counter() - self._start
+        step = state.global_step
+        posttrain_s, metrics = self.posttrain.step(step)
+        measured = step > self.warmup
+        if measured:
+            self.durations["trl"].append(trl_s)
+            self.durations["posttrain"].append(posttrain_s)
+        print(f"  step {step:3d} ({'measured' if measured else 'warm-up':8s})"
+              f"  posttrain {posttrain_s:6.3f} s (reward {metrics['reward/mean']:.3f},"
+              f" max len {metrics['response_length/max']:.0f})"
+              f"  TRL {trl_s:6.3f} s (reward {self.reward.mean_reward:.3f},"
+              f" max len {max(map(len, self.reward.last[2]))})", flush=True)
 
 
-def trl_config(work_dir: Path, args: argparse.Namespace) -> GRPOConfig:
+def trl_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Every GRPOConfig field the benchmark sets (besides output_dir); the rest are TRL 1.16's defaults."""
     completions_per_step = PROMPTS_PER_STEP * NUM_GENERATIONS
-    return GRPOConfig(
-        output_dir=str(work_dir / "trl"),
+    return dict(
         max_steps=args.warmup + args.steps,
         seed=args.seed,
         use_cpu=True,
@@ -198,23 +205,28 @@ def trl_config(work_dir: Path, args: argparse.Namespace) -> GRPOConfig:
     )
 
 
-def run_trl(model_dir: Path, work_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def run_trl_with_posttrain(model_dir: Path, work_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     rows = generate_arithmetic(TASK)["train"]
     dataset = datasets.Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "answer": [r["answer"] for r in rows]})
+    posttrain = PosttrainRun(model_dir, work_dir, args)
     reward = ExactAnswer()
-    timer = StepTimer(args.warmup, reward)
-    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=trl_config(work_dir, args),
-                          train_dataset=dataset, callbacks=[timer])
+    alternating = AlternatingSteps(posttrain, reward, args.warmup)
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=GRPOConfig(output_dir=str(work_dir / "trl"), **trl_settings(args)),
+                          train_dataset=dataset, callbacks=[alternating])
     trainer.remove_callback(PrinterCallback)
     generation = trainer.generation_config
     tokenizer = trainer.processing_class
-    print(f"  TRL generation: max_new_tokens={generation.max_new_tokens} pad={tokenizer.pad_token!r} "
+    print(f"TRL generation: max_new_tokens={generation.max_new_tokens} pad={tokenizer.pad_token!r} "
           f"(id {generation.pad_token_id}) eos={tokenizer.eos_token!r} (ids {generation.eos_token_id}) "
           f"do_sample={generation.do_sample} temperature={generation.temperature} top_p={generation.top_p} "
           f"top_k={generation.top_k}", flush=True)
+    print(f"{args.warmup} warm-up + {args.steps} measured steps, alternating TRL and posttrain", flush=True)
     torch.set_num_threads(args.threads)
     trainer.train()
-    return {"durations": timer.durations, "last_step": last_step(*reward.last, timer.threads)}
+    return {
+        "posttrain": {"durations": alternating.durations["posttrain"], "last_step": posttrain.last_step()},
+        "trl": {"durations": alternating.durations["trl"], "last_step": last_step(*reward.last, alternating.trl_threads)},
+    }
 
 
 # ----------------------------------------------------------------------------------------------- reporting
@@ -244,26 +256,23 @@ def main() -> None:
         work_dir = Path(tmp)
         model_dir = work_dir / "tiny-qwen2"
         save_tiny_checkpoint(model_dir)
-        print(f"posttrain: {args.warmup} warm-up + {args.steps} measured steps", flush=True)
-        posttrain_run = run_posttrain(model_dir, work_dir, args)
-        print(f"TRL: {args.warmup} warm-up + {args.steps} measured steps", flush=True)
-        trl_run = run_trl(model_dir, work_dir, args)
+        runs = run_trl_with_posttrain(model_dir, work_dir, args)
 
-    results = {"posttrain": summarise(posttrain_run["durations"]), "trl": summarise(trl_run["durations"])}
+    results = {name: summarise(run["durations"]) for name, run in runs.items()}
     ratio_mean = results["trl"]["mean_s"] / results["posttrain"]["mean_s"]
     ratio_median = results["trl"]["median_s"] / results["posttrain"]["median_s"]
-    same_prompts = posttrain_run["last_step"]["prompts"] == trl_run["last_step"]["prompts"]
+    same_prompts = runs["posttrain"]["last_step"]["prompts"] == runs["trl"]["last_step"]["prompts"]
     print(f"\nlast step: same prompts in both frameworks: {same_prompts}")
-    for name, run in (("posttrain", posttrain_run), ("TRL", trl_run)):
-        last = run["last_step"]
+    for name, key in (("posttrain", "posttrain"), ("TRL", "trl")):
+        last = runs[key]["last_step"]
         sample = last["sample"]
         print(f"  {name:9s} {len(last['prompts'])} prompts, {last['completions']} completions, longest "
               f"{last['max_completion_tokens']} tokens, torch threads {last['torch_threads']}; "
               f"{sample['prompt']!r} -> {sample['completion']!r} ids {sample['completion_ids']}")
-    print(f"\n{'':12s}{'mean s/step':>12s}{'median s/step':>15s}")
+    print(f"\n{'':14s}{'mean s/step':>12s}{'median s/step':>15s}")
     for name, key in (("posttrain", "posttrain"), ("TRL", "trl")):
-        print(f"{name:12s}{results[key]['mean_s']:12.3f}{results[key]['median_s']:15.3f}")
-    print(f"{'TRL/posttrain':12s}{ratio_mean:11.2f}x{ratio_median:14.2f}x")
+        print(f"{name:14s}{results[key]['mean_s']:12.3f}{results[key]['median_s']:15.3f}")
+    print(f"{'TRL/posttrain':14s}{ratio_mean:11.2f}x{ratio_median:14.2f}x")
 
     report = {
         "settings": {"prompts_per_step": PROMPTS_PER_STEP, "num_generations": NUM_GENERATIONS,
@@ -271,15 +280,14 @@ def main() -> None:
                      "temperature": TEMPERATURE, "top_p": 1.0, "top_k": 0, "lr": LEARNING_RATE, "beta": 0.0,
                      "dtype": "float32", "warmup_steps": args.warmup, "measured_steps": args.steps,
                      "torch_threads": args.threads, "seed": args.seed, "model": TinyModelConfig(seed=0).model_dump(),
-                     "task": TASK.model_dump()},
+                     "task": TASK.model_dump(), "trl_config": trl_settings(args)},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                     "transformers": transformers.__version__, "trl": trl.__version__,
                     "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]}},
         "same_prompts_in_last_step": same_prompts,
-        "posttrain": {**results["posttrain"], "step_s": posttrain_run["durations"],
-                      "last_step": posttrain_run["last_step"]},
-        "trl": {**results["trl"], "step_s": trl_run["durations"], "last_step": trl_run["last_step"]},
+        **{name: {**results[name], "step_s": run["durations"], "last_step": run["last_step"]}
+           for name, run in runs.items()},
         "ratio_trl_over_posttrain": {"mean": ratio_mean, "median": ratio_median},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
