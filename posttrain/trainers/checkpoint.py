@@ -119,7 +119,5 @@ def _prune(root: Path, keep: int | None) -> None:
             shutil.rmtree(stale, ignore_errors=True)
     if keep is None:
         return
-    done = sorted((p for p in root.iterdir() if p.name.startswith("step-") and (p / MANIFEST).is_file()),
-                  key=lambda p: p.name)
-    for old in done[:-keep]:
+    for old in complete_checkpoints(root.parent)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

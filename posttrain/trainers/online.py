@@ -19,6 +19,7 @@ from posttrain.algos import (
     zero_advantage_group_fraction,
 )
 from posttrain.batch import RolloutBatch
+from posttrain.data.prompts import Example
 from posttrain.models.loading import load_causal_lm
 from posttrain.rewards import RewardSet, answer_matches
 from posttrain.rollout.base import SamplingParams
@@ -75,7 +76,7 @@ class OnlineTrainer(Trainer):
         })
         return metrics
 
-    def _score(self, batch: RolloutBatch, examples: list) -> dict[str, Any]:
+    def _score(self, batch: RolloutBatch, examples: list[Example]) -> dict[str, Any]:
         n = self.recipe.rollout.num_generations
         prompts = [e.prompt for e in examples for _ in range(n)]
         answers = [e.answer for e in examples for _ in range(n)]
