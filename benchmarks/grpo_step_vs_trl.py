@@ -60,7 +60,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the measured ones")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads for both")
     parser.add_argument("--seed", type=int, default=0, help="seed of both trainers")
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/grpo_step_vs_trl.json"), help="JSON results")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/grpo_step_vs_trl.json"),
+                        help="where the JSON results go")
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
@@ -75,7 +76,7 @@ def save_tiny_checkpoint(folder: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------ posttrain
 class PosttrainRun:
-    """posttrain's OnlineTrainer, set up once and stepped from outside; keeps the last rollout for the report."""
+    """posttrain's OnlineTrainer, set up once and stepped from outside; keeps the last rollout."""
 
     def __init__(self, model_dir: Path, work_dir: Path, args: argparse.Namespace) -> None:
         recipe = validate_recipe({
@@ -85,8 +86,8 @@ class PosttrainRun:
             "rollout": {"num_generations": NUM_GENERATIONS, "max_new_tokens": MAX_NEW_TOKENS,
                         "temperature": TEMPERATURE, "top_p": 1.0, "top_k": 0},
             "rewards": [{"name": "exact_answer"}],
-            "trainer": {"steps": args.warmup + args.steps, "batch_size": PROMPTS_PER_STEP, "lr": LEARNING_RATE,
-                        "seed": args.seed, "torch_threads": args.threads,
+            "trainer": {"steps": args.warmup + args.steps, "batch_size": PROMPTS_PER_STEP,
+                        "lr": LEARNING_RATE, "seed": args.seed, "torch_threads": args.threads,
                         "output_dir": str(work_dir / "posttrain"), "eval_every": 0, "checkpoint_every": 0},
             "logging": {"progress": False},
         })
@@ -101,7 +102,7 @@ class PosttrainRun:
         return self.rollout
 
     def step(self, step: int) -> tuple[float, dict[str, Any]]:
-        """One GRPO step as ``Trainer.run`` takes it (train_step, then the lr schedule); returns seconds, metrics."""
+        """One GRPO step as ``Trainer.run`` takes it (train_step, then the lr schedule): seconds, metrics."""
         start = time.perf_counter()
         metrics = self.trainer.train_step(step)
         self.trainer.scheduler.step()
@@ -111,13 +112,14 @@ class PosttrainRun:
         assert self.rollout is not None
         batch = self.rollout
         prompts = self.trainer.tokenizer.batch_decode(batch.prompt_ids, skip_special_tokens=True)
-        completion_ids = [ids[mask.bool()].tolist() for ids, mask in zip(batch.response_ids, batch.response_mask)]
+        completion_ids = [ids[mask.bool()].tolist()
+                          for ids, mask in zip(batch.response_ids, batch.response_mask)]
         return last_step(prompts, batch.completions, completion_ids, torch.get_num_threads())
 
 
 # ------------------------------------------------------------------------------------------------------ TRL
 class ExactAnswer:
-    """TRL reward: exact match of the stripped completion (posttrain's ``exact_answer``); keeps the last batch."""
+    """TRL reward: exact match of the stripped completion (posttrain's ``exact_answer``); keeps the batch."""
 
     def __init__(self) -> None:
         self.last: tuple[list[str], list[str], list[list[int]]] = ([], [], [])
@@ -207,12 +209,14 @@ def trl_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_trl_with_posttrain(model_dir: Path, work_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     rows = generate_arithmetic(TASK)["train"]
-    dataset = datasets.Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "answer": [r["answer"] for r in rows]})
+    dataset = datasets.Dataset.from_dict({"prompt": [row["prompt"] for row in rows],
+                                          "answer": [row["answer"] for row in rows]})
     posttrain = PosttrainRun(model_dir, work_dir, args)
     reward = ExactAnswer()
     alternating = AlternatingSteps(posttrain, reward, args.warmup)
-    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=GRPOConfig(output_dir=str(work_dir / "trl"), **trl_settings(args)),
-                          train_dataset=dataset, callbacks=[alternating])
+    config = GRPOConfig(output_dir=str(work_dir / "trl"), **trl_settings(args))
+    trainer = GRPOTrainer(model=str(model_dir), reward_funcs=reward, args=config, train_dataset=dataset,
+                          callbacks=[alternating])
     trainer.remove_callback(PrinterCallback)
     generation = trainer.generation_config
     tokenizer = trainer.processing_class
@@ -225,7 +229,8 @@ def run_trl_with_posttrain(model_dir: Path, work_dir: Path, args: argparse.Names
     trainer.train()
     return {
         "posttrain": {"durations": alternating.durations["posttrain"], "last_step": posttrain.last_step()},
-        "trl": {"durations": alternating.durations["trl"], "last_step": last_step(*reward.last, alternating.trl_threads)},
+        "trl": {"durations": alternating.durations["trl"],
+                "last_step": last_step(*reward.last, alternating.trl_threads)},
     }
 
 
@@ -234,7 +239,8 @@ def last_step(prompts: list[str], completions: list[str], completion_ids: list[l
               threads: int) -> dict[str, Any]:
     """What the last step generated: its prompts (one per group), one sample, the longest completion."""
     return {"completions": len(completions), "prompts": list(dict.fromkeys(prompts)),
-            "sample": {"prompt": prompts[0], "completion": completions[0], "completion_ids": completion_ids[0]},
+            "sample": {"prompt": prompts[0], "completion": completions[0],
+                       "completion_ids": completion_ids[0]},
             "max_completion_tokens": max(len(ids) for ids in completion_ids), "torch_threads": threads}
 
 
@@ -276,14 +282,16 @@ def main() -> None:
 
     report = {
         "settings": {"prompts_per_step": PROMPTS_PER_STEP, "num_generations": NUM_GENERATIONS,
-                     "completions_per_step": PROMPTS_PER_STEP * NUM_GENERATIONS, "max_new_tokens": MAX_NEW_TOKENS,
-                     "temperature": TEMPERATURE, "top_p": 1.0, "top_k": 0, "lr": LEARNING_RATE, "beta": 0.0,
-                     "dtype": "float32", "warmup_steps": args.warmup, "measured_steps": args.steps,
-                     "torch_threads": args.threads, "seed": args.seed, "model": TinyModelConfig(seed=0).model_dump(),
-                     "task": TASK.model_dump(), "trl_config": trl_settings(args)},
+                     "completions_per_step": PROMPTS_PER_STEP * NUM_GENERATIONS,
+                     "max_new_tokens": MAX_NEW_TOKENS, "temperature": TEMPERATURE, "top_p": 1.0, "top_k": 0,
+                     "lr": LEARNING_RATE, "beta": 0.0, "dtype": "float32", "warmup_steps": args.warmup,
+                     "measured_steps": args.steps, "torch_threads": args.threads, "seed": args.seed,
+                     "model": TinyModelConfig(seed=0).model_dump(), "task": TASK.model_dump(),
+                     "trl_config": trl_settings(args)},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                    "transformers": transformers.__version__, "trl": trl.__version__,
+                    "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "transformers": transformers.__version__,
+                    "trl": trl.__version__,
                     "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]}},
         "same_prompts_in_last_step": same_prompts,
         **{name: {**results[name], "step_s": run["durations"], "last_step": run["last_step"]}
