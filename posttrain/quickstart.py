@@ -19,6 +19,7 @@ from posttrain.plotting import plot_runs
 from posttrain.rollout.hf import HFRolloutEngine
 from posttrain.trainers import train
 from posttrain.trainers.checkpoint import MODEL_DIR
+from posttrain.trainers.metrics import read_metrics
 
 
 def run_quickstart(recipes: str | Path, output_dir: str | Path, seed: int = 0, compare: bool = True) -> dict[str, Any]:
@@ -84,8 +85,6 @@ def format_table(results: dict[str, dict[str, float]], count: int) -> str:
 
 
 def _train_seconds(metrics_path: Path) -> float:
-    from posttrain.trainers.metrics import read_metrics
-
     return sum(row.get("time/step_s", 0.0) for row in read_metrics(metrics_path))
 
 
