@@ -65,3 +65,48 @@ class RolloutBatch:
         moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
                  if isinstance(getattr(self, f.name), torch.Tensor)}
         return replace(self, **moved)
+
+
+def concat_batches(batches: list[RolloutBatch]) -> RolloutBatch:
+    """Stack batches from several generation rounds into one.
+
+    Prompt blocks are left-padded and response blocks right-padded to the widest batch
+    (pad id 0, mask 0); group ids are offset so groups of different rounds never merge.
+    """
+    if not batches:
+        raise ValueError("nothing to concatenate")
+    prompt_width = max(b.prompt_ids.shape[1] for b in batches)
+    response_width = max(b.response_ids.shape[1] for b in batches)
+    merged: dict[str, Any] = {}
+    offset = 0
+    group_ids: list[int] = []
+    for b in batches:
+        group_ids.extend(g + offset for g in b.group_ids)
+        offset = max(group_ids) + 1 if group_ids else offset
+    for f in fields(RolloutBatch):
+        values = [getattr(b, f.name) for b in batches]
+        if f.name == "group_ids":
+            merged[f.name] = group_ids
+        elif any(v is None for v in values):
+            if not all(v is None for v in values):
+                raise ValueError(f"field {f.name!r} is set in some batches and not in others")
+            merged[f.name] = None
+        elif isinstance(values[0], torch.Tensor):
+            if values[0].ndim == 2:
+                width = prompt_width if f.name.startswith("prompt") else response_width
+                left = f.name.startswith("prompt")
+                values = [_pad_columns(v, width, left) for v in values]
+            merged[f.name] = torch.cat(values, dim=0)
+        elif isinstance(values[0], list):
+            merged[f.name] = [item for v in values for item in v]
+        else:
+            merged[f.name] = {k: [item for v in values for item in v[k]] for k in values[0]}
+    return RolloutBatch(**merged)
+
+
+def _pad_columns(tensor: torch.Tensor, width: int, left: bool) -> torch.Tensor:
+    missing = width - tensor.shape[1]
+    if missing == 0:
+        return tensor
+    pad = torch.zeros(tensor.shape[0], missing, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([pad, tensor] if left else [tensor, pad], dim=1)

@@ -1,4 +1,4 @@
-"""``posttrain`` command line: train | config | algos | plot | quickstart."""
+"""``posttrain`` command line: train | config | algos | merge | plot | quickstart."""
 
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.add_argument("overrides", nargs="*")
 
     commands.add_parser("algos", help="list algorithm presets and their switches")
+
+    merge = commands.add_parser("merge", help="fold a LoRA checkpoint into a full transformers model")
+    merge.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest complete checkpoint)")
+    merge.add_argument("--out", required=True, help="folder to write the merged model to")
 
     plot = commands.add_parser("plot", help="draw training curves from run folders")
     plot.add_argument("runs", nargs="+", help="run folders (or metrics.jsonl files)")
@@ -50,11 +54,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(recipe_to_yaml(load_recipe(args.recipe, args.overrides)), end="")
         return 0
     if args.command == "algos":
-        from posttrain.algos.registry import PRESETS
+        from posttrain.algos.registry import format_presets
 
-        for name, preset in PRESETS.items():
-            switches = ", ".join(f"{k}={v}" for k, v in preset.switches.items())
-            print(f"{name:10s} [{preset.family}] {preset.description}\n{'':10s} {switches}")
+        print(format_presets())
+        return 0
+    if args.command == "merge":
+        from posttrain.models.loading import ModelLoadError
+        from posttrain.models.lora import merge_lora_checkpoint
+
+        try:
+            print(f"merged model written to {merge_lora_checkpoint(args.checkpoint, args.out)}")
+        except ModelLoadError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "plot":
         from posttrain.plotting import plot_runs

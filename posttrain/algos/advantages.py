@@ -55,9 +55,3 @@ def broadcast_to_tokens(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.T
     """Turn one value per sequence into a ``[B, T]`` matrix, zero outside the mask."""
     return per_sample.to(torch.float32).unsqueeze(-1) * mask.to(torch.float32)
 
-
-def zero_advantage_group_fraction(scores: torch.Tensor, group_ids: Sequence[Hashable]) -> float:
-    """Fraction of groups whose members all scored the same (they carry no policy gradient)."""
-    groups = group_indices(group_ids)
-    flat = sum(1 for members in groups if bool((scores[members] == scores[members[0]]).all()))
-    return flat / max(len(groups), 1)

@@ -2,7 +2,8 @@
 
 A preset fixes the family (which loop runs it) and the switch values that define the
 algorithm; a recipe picks a preset by name and may override any switch. Adding an
-algorithm means adding an entry here, never touching a training loop.
+algorithm means adding an entry here (and, for a new advantage rule, one estimator in
+``estimators.py``), never touching a training loop.
 """
 
 from __future__ import annotations
@@ -17,32 +18,57 @@ Family = Literal["online", "sft"]
 class Preset:
     family: Family
     description: str
+    source: str = ""
     switches: dict[str, Any] = field(default_factory=dict)
 
+
+_GRPO_LOSS = {"loss_agg_mode": "seq-mean-token-mean", "clip_ratio_low": 0.2, "clip_ratio_high": 0.2}
 
 PRESETS: dict[str, Preset] = {
     "grpo": Preset(
         family="online",
-        description="GRPO: group-normalised outcome advantages, clipped token-level surrogate, "
-        "per-sequence mean aggregation (DeepSeekMath).",
-        switches={
-            "advantage_estimator": "grpo",
-            "norm_adv_by_std": True,
-            "loss_agg_mode": "seq-mean-token-mean",
-            "clip_ratio_low": 0.2,
-            "clip_ratio_high": 0.2,
-        },
+        description="Group-normalised outcome advantages (s − μ)/(σ + ε), clipped token-level surrogate, "
+        "each sequence weighted equally.",
+        source="Shao et al. 2024, DeepSeekMath (arXiv 2402.03300)",
+        switches={"advantage_estimator": "grpo", "norm_adv_by_std": True, **_GRPO_LOSS},
     ),
     "dr_grpo": Preset(
         family="online",
-        description="Dr.GRPO: GRPO without the group-std division and with token sums over a constant.",
-        switches={
-            "advantage_estimator": "grpo",
-            "norm_adv_by_std": False,
-            "loss_agg_mode": "seq-mean-token-sum-norm",
-            "clip_ratio_low": 0.2,
-            "clip_ratio_high": 0.2,
-        },
+        description="GRPO without the group-std division and with token sums over a constant, removing "
+        "the question-difficulty and length biases.",
+        source="Liu et al. 2025, Understanding R1-Zero-like training (arXiv 2503.20783)",
+        switches={"advantage_estimator": "grpo", "norm_adv_by_std": False,
+                  "loss_agg_mode": "seq-mean-token-sum-norm", "clip_ratio_low": 0.2, "clip_ratio_high": 0.2},
+    ),
+    "dapo": Preset(
+        family="online",
+        description="GRPO advantages with clip-higher, token-level loss and dynamic sampling that refills the "
+        "batch with groups carrying gradient (set overlong_buffer for the overlong penalty).",
+        source="Yu et al. 2025, DAPO (arXiv 2503.14476)",
+        switches={"advantage_estimator": "grpo", "norm_adv_by_std": True, "loss_agg_mode": "token-mean",
+                  "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "dynamic_sampling": True},
+    ),
+    "mapo": Preset(
+        family="online",
+        description="Mixes the GRPO advantage with the percent deviation (s − μ)/μ by the group's certainty "
+        "λ(p) = 1 − 4p(1 − p); GRPO's loss otherwise.",
+        source="Huang et al. 2025, MAPO (arXiv 2509.18849)",
+        switches={"advantage_estimator": "mapo", **_GRPO_LOSS},
+    ),
+    "bnpo": Preset(
+        family="online",
+        description="Advantage (s − p)/f(p; α, β) with a Beta density fitted to the batch's group success rates "
+        "every step; clip-higher, dual clip 10 and token sums per sequence, as the authors run it.",
+        source="Xiao, Zhang, Cao 2025, BNPO (arXiv 2506.02864)",
+        switches={"advantage_estimator": "bnpo", "loss_agg_mode": "seq-mean-token-sum", "clip_ratio_low": 0.2,
+                  "clip_ratio_high": 0.28, "dual_clip": 10.0},
+    ),
+    "lens": Preset(
+        family="online",
+        description="Wrong answers get a confidence-calibrated negative reward, so all-wrong groups carry "
+        "gradient (weight α = 0.25); mixed groups are GRPO-normalised.",
+        source="Feng et al. 2025, LENS (arXiv 2510.08696)",
+        switches={"advantage_estimator": "lens", "lens_negative_weight": 0.25, **_GRPO_LOSS},
     ),
     "sft": Preset(
         family="sft",
@@ -50,6 +76,18 @@ PRESETS: dict[str, Preset] = {
         switches={"loss_agg_mode": "token-mean"},
     ),
 }
+
+
+def format_presets() -> str:
+    """The preset table ``posttrain algos`` prints: name, family, source, description, switches."""
+    lines = []
+    for name, preset in PRESETS.items():
+        lines.append(f"{name}  [{preset.family}]" + (f"  {preset.source}" if preset.source else ""))
+        lines.append(f"    {preset.description}")
+        for key, value in preset.switches.items():
+            lines.append(f"    {key:24s} {value}")
+        lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def get_preset(name: str) -> Preset:

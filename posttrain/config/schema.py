@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from posttrain.algos.estimators import AdvantageOptions
 from posttrain.algos.registry import PRESETS
 
 
@@ -74,6 +75,9 @@ class TaskConfig(Section):
     num_train: int = Field(4000, gt=0, description="Problems in the train split.")
     num_test: int = Field(400, gt=0, description="Problems in the held-out test split (disjoint from train).")
     seed: int = Field(0, description="Seed of the problem draw.")
+    problems: Literal["all", "units_carry", "no_units_carry"] = Field(
+        "all", description="Keep only problems with (or without) a carry/borrow out of the units column."
+    )
     demonstration_flaw: Literal["none", "drop_units_carry"] = Field(
         "none",
         description="Systematic error in the 'demonstration' field: drop_units_carry forgets the carry out of the units column.",
@@ -103,7 +107,9 @@ class AlgorithmConfig(Section):
     """A preset name plus any switch to override; unset switches take the preset's value."""
 
     name: str = Field("grpo", description="Algorithm preset (see `posttrain algos`).")
-    advantage_estimator: Literal["grpo"] = Field("grpo", description="How advantages are computed from rewards.")
+    advantage_estimator: Literal["grpo", "mapo", "bnpo", "lens"] = Field(
+        "grpo", description="How per-sample advantages are computed from rewards."
+    )
     norm_adv_by_std: bool = Field(True, description="Divide group-centred rewards by the group std (off = Dr.GRPO).")
     advantage_epsilon: float = Field(1e-6, gt=0, description="ε added to the group std.")
     allow_singleton_groups: bool = Field(False, description="Accept groups of one sample (advantage = raw reward).")
@@ -117,8 +123,33 @@ class AlgorithmConfig(Section):
     clip_ratio_high: float = Field(0.2, ge=0, description="ε_high of the clipped surrogate (clip-higher when > ε_low).")
     dual_clip: float | None = Field(None, gt=1, description="Dual-clip constant c for negative advantages; off when unset.")
     beta: float = Field(0.0, ge=0, description="KL-to-reference coefficient (0 = no reference model).")
-    kl_estimator: Literal["k1", "k2", "k3", "abs"] = Field("k3", description="Per-token KL estimator of the KL loss.")
+    kl_estimator: Literal["k1", "k2", "k3", "abs"] = Field("k3", description="Per-token KL estimator.")
+    kl_placement: Literal["loss", "reward"] = Field(
+        "loss", description="KL as a differentiated loss term (GRPO) or subtracted from the reward (InstructGPT)."
+    )
     entropy_coef: float = Field(0.0, ge=0, description="Entropy bonus coefficient.")
+    positive_nll_coef: float = Field(
+        0.0, ge=0, description="μ of the NLL term on correct samples added to the policy loss (VAPO)."
+    )
+    lens_negative_weight: float = Field(0.25, ge=0, description="LENS: weight α of all-wrong groups in the objective.")
+    lens_importance_confidence: Literal["normalised", "sequence"] = Field(
+        "normalised", description="LENS: π inside D_imp — length-normalised π̄ (ours) or the sequence probability."
+    )
+    bnpo_components: list[str] = Field(
+        default_factory=list,
+        description="BNPO: reward names to normalise separately and average (empty = the summed reward).",
+    )
+    bnpo_reward_range: tuple[float, float] = Field((0.0, 1.0), description="BNPO: [r_min, r_max] mapped onto [0, 1].")
+    dynamic_sampling: bool = Field(
+        False, description="Drop groups whose advantages are all zero and refill the batch with new prompts (DAPO)."
+    )
+    dynamic_sampling_max_rounds: int = Field(
+        4, gt=0, description="Generation rounds per step when refilling; the step trains on what it has after them."
+    )
+    overlong_buffer: int | None = Field(
+        None, gt=0, description="DAPO overlong penalty: the last N tokens before max_new_tokens cost up to the factor."
+    )
+    overlong_penalty_factor: float = Field(1.0, ge=0, description="Reward lost by a response at max_new_tokens.")
 
     @model_validator(mode="after")
     def _apply_preset(self) -> AlgorithmConfig:
@@ -129,11 +160,28 @@ class AlgorithmConfig(Section):
         for key, value in preset.switches.items():
             if key not in explicit:
                 object.__setattr__(self, key, value)
+        if self.advantage_estimator == "lens":
+            if self.beta > 0 and self.kl_placement == "reward":
+                raise ValueError("algorithm.kl_placement='reward' makes rewards non-binary, which LENS cannot take; "
+                                 "use kl_placement='loss'")
+            if self.overlong_buffer is not None:
+                raise ValueError("algorithm.overlong_buffer makes rewards non-binary, which LENS cannot take")
         return self
 
     @property
     def family(self) -> str:
         return PRESETS[self.name].family
+
+    def advantage_options(self) -> AdvantageOptions:
+        return AdvantageOptions(
+            norm_by_std=self.norm_adv_by_std,
+            epsilon=self.advantage_epsilon,
+            allow_singleton_groups=self.allow_singleton_groups,
+            lens_negative_weight=self.lens_negative_weight,
+            lens_importance_confidence=self.lens_importance_confidence,
+            bnpo_components=tuple(self.bnpo_components),
+            bnpo_reward_range=self.bnpo_reward_range,
+        )
 
 
 class RolloutConfig(Section):
@@ -223,6 +271,13 @@ class Recipe(Section):
                 raise ValueError(
                     f"trainer.minibatch_size={mb} must divide trainer.batch_size × rollout.num_generations = {sequences}"
                 )
+            unknown = sorted(set(self.algorithm.bnpo_components) - {r.name for r in self.rewards})
+            if unknown:
+                raise ValueError(f"algorithm.bnpo_components names rewards that are not in rewards: {unknown}")
+            buffer = self.algorithm.overlong_buffer
+            if buffer is not None and buffer > self.rollout.max_new_tokens:
+                raise ValueError(f"algorithm.overlong_buffer={buffer} exceeds rollout.max_new_tokens="
+                                 f"{self.rollout.max_new_tokens}")
             if self.rollout.num_generations < 2 and not self.algorithm.allow_singleton_groups:
                 raise ValueError(
                     "rollout.num_generations must be >= 2 for group advantages "

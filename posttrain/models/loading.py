@@ -78,11 +78,24 @@ def _checked_source(spec: ModelConfig) -> str:
         if not path.is_dir():
             raise ModelLoadError(f"model.path={spec.path!r} is a file; expected a model folder")
         if not (path / "config.json").is_file():
-            raise ModelLoadError(f"model.path={spec.path!r}: folder has no config.json")
+            run_model = newest_run_model(path)
+            if run_model is None:
+                raise ModelLoadError(f"model.path={spec.path!r}: folder has no config.json "
+                                     "(and is not a run folder with a complete checkpoint)")
+            return str(run_model)
         return str(path)
     if looks_local(spec.path):
         raise ModelLoadError(f"model.path={spec.path!r}: folder not found")
     return spec.path
+
+
+def newest_run_model(run_dir: Path) -> Path | None:
+    """The model of a run folder's newest complete checkpoint, so a recipe can start from
+    ``runs/sft`` instead of a step-numbered path."""
+    from posttrain.trainers.checkpoint import MODEL_DIR, complete_checkpoints  # trainers import this module
+
+    found = complete_checkpoints(run_dir)
+    return found[-1] / MODEL_DIR if found else None
 
 
 def _with_padding(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

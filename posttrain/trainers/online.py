@@ -1,30 +1,48 @@
 """The online RL loop, written once for every online preset:
-rollout → score → reference/old log-probs → advantages → K epochs × minibatches → sync."""
+rollout → score → (shape) → advantages → (filter, refill) → reference/old log-probs →
+K epochs × minibatches → sync. Presets differ only in switches and the advantage estimator."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from posttrain.algos import (
+    GroupRollout,
     aggregate_loss,
     broadcast_to_tokens,
     clipped_surrogate,
-    grpo_advantages,
+    compute_advantages,
+    entropy_bonus,
     kl_penalty,
     masked_mean,
-    zero_advantage_group_fraction,
+    overlong_penalty,
+    positive_example_nll,
+    zero_advantage_fraction,
 )
-from posttrain.batch import RolloutBatch
-from posttrain.data.prompts import Example
+from posttrain.algos.advantages import group_indices
+from posttrain.batch import RolloutBatch, concat_batches
 from posttrain.models.loading import load_causal_lm
 from posttrain.rewards import RewardSet, answer_matches
+from posttrain.rewards.base import ScoredBatch
 from posttrain.rollout.base import SamplingParams
 from posttrain.trainers.base import Trainer
 from posttrain.trainers.logprobs import response_logprobs
+
+
+@dataclass
+class _Round:
+    """One generation round: the batch (scores and advantages filled) and what produced its reward."""
+
+    batch: RolloutBatch
+    scored: ScoredBatch
+    shaping: dict[str, torch.Tensor]  # per-sample terms added to the reward (overlong penalty, KL)
+    zero_fraction: float
 
 
 class OnlineTrainer(Trainer):
@@ -34,6 +52,7 @@ class OnlineTrainer(Trainer):
 
     def setup_family(self) -> None:
         self.algo = self.recipe.algorithm
+        self.advantage_options = self.algo.advantage_options()
         self.rewards = RewardSet(self.recipe.rewards)
         rollout = self.recipe.rollout
         self.sampling = SamplingParams(max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
@@ -45,19 +64,9 @@ class OnlineTrainer(Trainer):
 
     def train_step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        indices = self.sampler.next_batch(self.cfg.batch_size)
-        examples = [self.examples[i] for i in indices]
-        batch = self.engine.generate([e.prompt_ids for e in examples], self.recipe.rollout.num_generations,
-                                     self.sampling)
+        batch, metrics = self._collect()
         t_rollout = time.perf_counter() - t0
-        metrics = self._score(batch, examples)
         self._prepare_logprobs(batch)
-        batch.advantages = broadcast_to_tokens(
-            grpo_advantages(batch.scores, batch.group_ids, scale_by_std=self.algo.norm_adv_by_std,
-                            epsilon=self.algo.advantage_epsilon,
-                            allow_singleton_groups=self.algo.allow_singleton_groups),
-            batch.response_mask,
-        )
         t1 = time.perf_counter()
         metrics.update(self._update(batch))
         self.engine.sync_weights(self.policy)
@@ -65,7 +74,6 @@ class OnlineTrainer(Trainer):
         tokens = int(batch.response_mask.sum() + batch.prompt_mask.sum())
         lengths = batch.response_lengths.float()
         metrics.update({
-            "zero_adv_group_fraction": zero_advantage_group_fraction(batch.scores, batch.group_ids),
             "response_length/mean": lengths.mean().item(),
             "response_length/max": lengths.max().item(),
             "response_length/truncated_fraction": 1.0 - batch.finished.float().mean().item(),
@@ -76,32 +84,97 @@ class OnlineTrainer(Trainer):
         })
         return metrics
 
-    def _score(self, batch: RolloutBatch, examples: list[Example]) -> dict[str, Any]:
+    # ------------------------------------------------------------ rollout and advantages
+    def _collect(self) -> tuple[RolloutBatch, dict[str, Any]]:
+        """One generation round, or with dynamic sampling, rounds until the batch holds
+        ``batch_size`` groups that carry gradient (at most ``dynamic_sampling_max_rounds``)."""
+        wanted = self.cfg.batch_size
+        max_rounds = self.algo.dynamic_sampling_max_rounds if self.algo.dynamic_sampling else 1
+        rounds: list[_Round] = []
+        kept: list[RolloutBatch] = []
+        groups_kept = 0
+        while len(rounds) < max_rounds and groups_kept < wanted:
+            current = self._generate_round(wanted)
+            rounds.append(current)
+            groups = group_indices(current.batch.group_ids)
+            if self.algo.dynamic_sampling:
+                groups = [g for g in groups if bool((current.batch.advantages[g] != 0).any())]
+            groups = groups[: wanted - groups_kept]
+            if groups:
+                kept.append(current.batch.select([i for g in groups for i in g]))
+                groups_kept += len(groups)
+        if not kept:  # no round had an informative group: train on the last one (KL/entropy gradient only)
+            kept = [rounds[-1].batch]
+        batch = concat_batches(kept) if len(kept) > 1 else kept[0]
+        metrics = self._round_metrics(rounds)
+        if self.algo.dynamic_sampling:
+            seen = sum(len(group_indices(r.batch.group_ids)) for r in rounds)
+            metrics.update({"dynamic_sampling/rounds": len(rounds), "dynamic_sampling/kept_groups": groups_kept,
+                            "dynamic_sampling/dropped_groups": seen - groups_kept})
+        return batch, metrics
+
+    def _generate_round(self, num_prompts: int) -> _Round:
+        """Generate, score, shape the reward, and attach token-level (weighted) advantages."""
+        indices = self.sampler.next_batch(num_prompts)
+        examples = [self.examples[i] for i in indices]
+        batch = self.engine.generate([e.prompt_ids for e in examples], self.recipe.rollout.num_generations,
+                                     self.sampling)
         n = self.recipe.rollout.num_generations
         prompts = [e.prompt for e in examples for _ in range(n)]
         answers = [e.answer for e in examples for _ in range(n)]
         scored = self.rewards.score(prompts, batch.completions, answers)
-        batch.scores = scored.totals
-        correct = [answer_matches(c, a, self.answer_match_mode()) for c, a in zip(batch.completions, answers)]
+        batch.metadata["correct"] = [answer_matches(c, a, self.answer_match_mode())
+                                     for c, a in zip(batch.completions, answers)]
+        scores = scored.totals
+        shaping: dict[str, torch.Tensor] = {}
+        if self.algo.overlong_buffer is not None:
+            shaping["overlong_penalty"] = overlong_penalty(
+                batch.response_lengths, self.recipe.rollout.max_new_tokens, self.algo.overlong_buffer,
+                self.algo.overlong_penalty_factor)
+            scores = scores + shaping["overlong_penalty"]
+        if self.algo.beta > 0 and self.algo.kl_placement == "reward":
+            self._prepare_logprobs(batch, force_old=True)
+            token_kl = kl_penalty(batch.old_logp, batch.ref_logp, self.algo.kl_estimator)
+            shaping["kl_in_reward"] = (token_kl * batch.response_mask).sum(dim=-1)
+            scores = scores - self.algo.beta * shaping["kl_in_reward"]
+        batch.scores = scores
+        rollout = GroupRollout(scores, batch.group_ids, batch.sampling_logp, batch.response_mask, scored.components)
+        advantages = compute_advantages(self.algo.advantage_estimator, rollout, self.advantage_options)
+        batch.advantages = broadcast_to_tokens(advantages.weighted, batch.response_mask)
+        return _Round(batch, scored, shaping, zero_advantage_fraction(advantages, batch.group_ids))
+
+    @staticmethod
+    def _round_metrics(rounds: list[_Round]) -> dict[str, Any]:
+        """Reward statistics over every generated sample, including groups dynamic sampling dropped;
+        the zero-advantage fraction of the first round (the plain sampler's view)."""
+        scores = torch.cat([r.batch.scores for r in rounds])
+        correct = [c for r in rounds for c in r.batch.metadata["correct"]]
         metrics: dict[str, Any] = {
-            "reward/mean": scored.totals.mean().item(),
-            "reward/std": scored.totals.std().item() if len(scored.totals) > 1 else 0.0,
+            "reward/mean": scores.mean().item(),
+            "reward/std": scores.std().item() if len(scores) > 1 else 0.0,
             "accuracy": sum(correct) / len(correct),
+            "zero_adv_group_fraction": rounds[0].zero_fraction,
+            "uniform_reward_group_fraction": _uniform_group_fraction(rounds[0].batch),
         }
-        for name, values in scored.components.items():
-            metrics[f"reward/{name}"] = values.mean().item()
-            metrics[f"reward/{name}/errors"] = scored.errors[name]
+        for name in rounds[0].scored.components:
+            metrics[f"reward/{name}"] = torch.cat([r.scored.components[name] for r in rounds]).mean().item()
+            metrics[f"reward/{name}/errors"] = sum(r.scored.errors[name] for r in rounds)
+        for name in rounds[0].shaping:
+            metrics[f"reward/{name}"] = torch.cat([r.shaping[name] for r in rounds]).mean().item()
         return metrics
 
     @torch.no_grad()
-    def _prepare_logprobs(self, batch: RolloutBatch) -> None:
-        """Old log-probs from the current weights (never the engine's), reference log-probs if needed."""
+    def _prepare_logprobs(self, batch: RolloutBatch, force_old: bool = False) -> None:
+        """Old log-probs from the current weights (never the engine's), reference log-probs if needed.
+
+        Fields already filled (by KL-in-reward shaping) are kept, so nothing is computed twice."""
         device = self.accelerator.device
         ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
         width, temperature = batch.response_ids.shape[1], self.recipe.rollout.temperature
-        if self.cfg.epochs > 1 or self._num_minibatches(len(batch)) > 1:
+        needs_old = force_old or self.cfg.epochs > 1 or self._num_minibatches(len(batch)) > 1
+        if needs_old and batch.old_logp is None:
             batch.old_logp = response_logprobs(self.model, ids, mask, width, temperature)[0].cpu()
-        if self.algo.beta > 0:
+        if self.algo.beta > 0 and batch.ref_logp is None:
             with self._reference_context() as reference:
                 batch.ref_logp = response_logprobs(reference, ids, mask, width, temperature)[0].cpu()
 
@@ -113,8 +186,9 @@ class OnlineTrainer(Trainer):
             with self.policy.disable_adapter():
                 yield self.model
 
+    # ------------------------------------------------------------ optimisation
     def _num_minibatches(self, size: int) -> int:
-        return size // (self.cfg.minibatch_size or size)
+        return math.ceil(size / (self.cfg.minibatch_size or size))
 
     def _update(self, batch: RolloutBatch) -> dict[str, Any]:
         device = self.accelerator.device
@@ -134,7 +208,7 @@ class OnlineTrainer(Trainer):
                     totals.setdefault(key, []).append(value)
         result = {key: sum(v) / len(v) for key, v in totals.items()}
         result["updates_applied"] = applied
-        result["nonfinite/skipped"] = self.cfg.epochs * (size // minibatch) - applied
+        result["nonfinite/skipped"] = self.cfg.epochs * self._num_minibatches(size) - applied
         return result
 
     def _loss(self, mb: RolloutBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -150,12 +224,18 @@ class OnlineTrainer(Trainer):
         stats: dict[str, float] = {}
         if algo.beta > 0:
             kl = kl_penalty(logp, mb.ref_logp, algo.kl_estimator)
-            per_token = per_token + algo.beta * kl
+            if algo.kl_placement == "loss":
+                per_token = per_token + algo.beta * kl
             stats["kl"] = masked_mean(kl.detach(), mask).item()
-        if algo.entropy_coef > 0:
-            per_token = per_token - algo.entropy_coef * entropy
         norm = algo.loss_norm_constant or self.recipe.rollout.max_new_tokens
         loss = aggregate_loss(per_token, mask, algo.loss_agg_mode, norm)
+        stats["loss/policy"] = loss.item()
+        if algo.entropy_coef > 0:
+            loss = loss - entropy_bonus(entropy, mask, algo.entropy_coef, algo.loss_agg_mode, norm)
+        if algo.positive_nll_coef > 0:
+            nll = positive_example_nll(logp, mask, torch.tensor(mb.metadata["correct"], device=logp.device))
+            loss = loss + algo.positive_nll_coef * nll
+            stats["loss/positive_nll"] = nll.item()
         stats.update({
             "loss": loss.item(),
             "policy/clip_fraction": surrogate.clip_fraction.item(),
@@ -164,3 +244,11 @@ class OnlineTrainer(Trainer):
             "entropy": masked_mean(entropy.detach(), mask).item(),
         })
         return loss, stats
+
+
+def _uniform_group_fraction(batch: RolloutBatch) -> float:
+    """Groups whose samples all scored the same: those GRPO gives no gradient, whatever
+    the estimator in use makes of them."""
+    groups = group_indices(batch.group_ids)
+    same = sum(1 for g in groups if bool((batch.scores[g] == batch.scores[g[0]]).all()))
+    return same / max(len(groups), 1)

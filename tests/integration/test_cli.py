@@ -31,7 +31,11 @@ def test_bad_recipe_exits_2_naming_the_field(tmp_path: Path, capsys) -> None:
 def test_algos_lists_presets(capsys) -> None:
     assert main(["algos"]) == 0
     out = capsys.readouterr().out
-    assert "grpo" in out and "dr_grpo" in out and "norm_adv_by_std=False" in out
+    for name in ("grpo", "dr_grpo", "dapo", "mapo", "bnpo", "lens", "sft"):
+        assert f"\n{name}  [" in f"\n{out}", name
+    block = out.split("\nbnpo  [")[1].split("\n\n")[0]
+    assert "arXiv 2506.02864" in block
+    assert [line.split() for line in block.splitlines() if "dual_clip" in line] == [["dual_clip", "10.0"]]
 
 
 def test_train_then_plot_from_the_command_line(tmp_path: Path) -> None:

@@ -39,3 +39,15 @@ def test_max_operand_bounds_problems() -> None:
     assert all(10 <= int(p) <= 49 for r in rows for p in r["prompt"].rstrip("=").split("+"))
     with pytest.raises(ValueError, match="max_operand=123 must have 2 digit"):
         generate_arithmetic(TaskConfig(max_operand=123))
+
+
+@pytest.mark.parametrize(("kind", "flag"), [("units_carry", "true"), ("no_units_carry", "false")])
+def test_problem_filter_keeps_one_class(kind: str, flag: str) -> None:
+    splits = generate_arithmetic(TaskConfig(num_train=300, num_test=50, problems=kind))
+    rows = splits["train"] + splits["test"]
+    assert len(rows) == 350 and {row["units_carry"] for row in rows} == {flag}
+
+
+def test_problem_filter_that_cannot_be_met_names_the_field() -> None:
+    with pytest.raises(ValueError, match="data.task.problems='units_carry'"):
+        generate_arithmetic(TaskConfig(digits=1, num_train=60, num_test=10, problems="units_carry"))

@@ -95,3 +95,27 @@ def test_shipped_recipes_validate(path: Path) -> None:
     if "accelerate" in path.parts:
         pytest.skip("accelerate launcher config, not a recipe")
     load_recipe(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "switches"),
+    [
+        ("mapo", {"advantage_estimator": "mapo", "loss_agg_mode": "seq-mean-token-mean"}),
+        ("bnpo", {"advantage_estimator": "bnpo", "dual_clip": 10.0, "clip_ratio_high": 0.28,
+                  "loss_agg_mode": "seq-mean-token-sum"}),
+        ("lens", {"advantage_estimator": "lens", "lens_negative_weight": 0.25}),
+        ("dapo", {"dynamic_sampling": True, "loss_agg_mode": "token-mean", "clip_ratio_high": 0.28}),
+    ],
+)
+def test_group_presets_resolve_their_switches(tmp_path: Path, name: str, switches: dict) -> None:
+    algorithm = validate_recipe(grpo_recipe(tmp_path, algorithm={"name": name})).algorithm
+    assert {key: getattr(algorithm, key) for key in switches} == switches
+
+
+def test_group_switch_cross_checks_name_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bnpo_components names rewards that are not in rewards: \['format'\]"):
+        validate_recipe(grpo_recipe(tmp_path, algorithm={"name": "bnpo", "bnpo_components": ["format"]}))
+    with pytest.raises(ConfigError, match="overlong_buffer=9 exceeds rollout.max_new_tokens=5"):
+        validate_recipe(grpo_recipe(tmp_path, algorithm={"name": "dapo", "overlong_buffer": 9}))
+    with pytest.raises(ConfigError, match="kl_placement='reward' makes rewards non-binary"):
+        validate_recipe(grpo_recipe(tmp_path, algorithm={"name": "lens", "beta": 0.1, "kl_placement": "reward"}))

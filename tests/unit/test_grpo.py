@@ -2,10 +2,11 @@ import pytest
 import torch
 
 from posttrain.algos import (
+    Advantages,
     broadcast_to_tokens,
     clipped_surrogate,
     grpo_advantages,
-    zero_advantage_group_fraction,
+    zero_advantage_fraction,
 )
 
 pytestmark = pytest.mark.unit
@@ -39,7 +40,7 @@ def test_groups_are_independent() -> None:
     adv = grpo_advantages(scores, [7, 7, 7, 7, 3, 3, 3, 3])
     assert adv[:4].tolist() == pytest.approx([0.8660239, -0.8660239, -0.8660239, 0.8660239], abs=1e-6)
     assert torch.equal(adv[4:], torch.zeros(4))
-    assert zero_advantage_group_fraction(scores, [7, 7, 7, 7, 3, 3, 3, 3]) == 0.5
+    assert zero_advantage_fraction(Advantages(adv, torch.ones(8)), [7, 7, 7, 7, 3, 3, 3, 3]) == 0.5
 
 
 def test_singleton_groups_raise_unless_allowed() -> None:

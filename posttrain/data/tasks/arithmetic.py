@@ -49,13 +49,24 @@ def generate_arithmetic(spec: TaskConfig) -> dict[str, list[dict[str, str]]]:
     rng = random.Random(spec.seed)
     seen: set[Problem] = set()
     problems: list[Problem] = []
+    draws = 0
     while len(problems) < wanted:
+        draws += 1
+        if draws > 100 * wanted:
+            raise ValueError(f"data.task.problems={spec.problems!r}: found only {len(problems)} of {wanted} distinct "
+                             f"problems with digits={spec.digits}; lower num_train/num_test")
         problem = (rng.randint(low, high), rng.choice(spec.operations), rng.randint(low, high))
-        if problem not in seen:
+        if problem not in seen and _selected(problem, spec.problems):
             seen.add(problem)
             problems.append(problem)
     rows = [_row(problem, spec.demonstration_flaw) for problem in problems]
     return {"test": rows[: spec.num_test], "train": rows[spec.num_test :]}
+
+
+def _selected(problem: Problem, kind: str) -> bool:
+    if kind == "all":
+        return True
+    return has_units_carry(*problem) == (kind == "units_carry")
 
 
 def _row(problem: Problem, flaw: str) -> dict[str, str]:
