@@ -3,6 +3,7 @@
 from posttrain.algos.advantages import broadcast_to_tokens, group_indices, grpo_advantages
 from posttrain.algos.aggregation import LOSS_AGG_MODES, aggregate_loss, masked_mean
 from posttrain.algos.bnpo import beta_density, bnpo_advantages, bnpo_decomposed_advantages, fit_normalisation
+from posttrain.algos.decoding import best_of_n_index, best_of_n_kl_bound, vas_logits
 from posttrain.algos.estimators import (
     ESTIMATORS,
     AdvantageOptions,
@@ -23,6 +24,8 @@ from posttrain.algos.kl import KL_ESTIMATORS, kl_penalty
 from posttrain.algos.lens import LensAdvantages, lens_advantages, normalised_confidence
 from posttrain.algos.mapo import mapo_advantages, mapo_mixing_weight
 from posttrain.algos.policy_loss import ClippedSurrogate, clipped_surrogate
+from posttrain.algos.preference import PreferenceLoss, dpo_loss, dpo_pair_weight, ipo_loss
+from posttrain.algos.qrpo import TRANSFORMS, qrpo_loss, quantile_reward, transformed_reward
 from posttrain.algos.registry import PRESETS, Preset, get_preset
 from posttrain.algos.terms import entropy_bonus, overlong_penalty, positive_example_nll
 from posttrain.algos.value_loss import (
@@ -35,6 +38,17 @@ from posttrain.algos.value_loss import (
 )
 
 __all__ = [
+    "TRANSFORMS",
+    "PreferenceLoss",
+    "best_of_n_index",
+    "best_of_n_kl_bound",
+    "dpo_loss",
+    "dpo_pair_weight",
+    "ipo_loss",
+    "qrpo_loss",
+    "quantile_reward",
+    "transformed_reward",
+    "vas_logits",
     "ESTIMATORS",
     "KL_ESTIMATORS",
     "LOSS_AGG_MODES",
