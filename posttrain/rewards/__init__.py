@@ -1,6 +1,7 @@
 """Rewards behind one protocol, composed by weight."""
 
 from posttrain.rewards import answer as _builtin_answer  # noqa: F401  (registers the built-in rewards)
+from posttrain.rewards import code as _builtin_code  # noqa: F401
 from posttrain.rewards.answer import answer_matches, extract_answer
 from posttrain.rewards.base import (
     REWARD_FACTORIES,
