@@ -12,6 +12,7 @@ protect against: docs/rewards.md, "Sandbox".
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -113,10 +114,8 @@ def _run_in(workdir: Path, program: str, limits: SandboxLimits, interpreter: str
 
 def _kill_group(process: subprocess.Popen) -> None:
     """Kill everything left in the program's session (its children included), then reap it."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     process.wait()
 
 

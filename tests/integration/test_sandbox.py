@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.rewards.code import CodeTestsReward, extract_code
-from posttrain.rewards.sandbox import SandboxLimits, run_many, run_python
+from posttrain.rewards.sandbox import SandboxLimits, run_python
 
 pytestmark = pytest.mark.integration
 
