@@ -195,13 +195,27 @@ class RolloutConfig(Section):
 
 
 class RewardConfig(Section):
-    name: str = Field("exact_answer", description="Registered reward function.")
+    name: str = Field(
+        "exact_answer", description="Registered reward, 'path/to/file.py:attr' or 'package.module:attr'."
+    )
+    label: str | None = Field(None, description="Name in the metrics (default: the reward's name).")
     weight: float = Field(1.0, description="Weight in the summed reward.")
     args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the reward function.")
     on_error: Literal["fail", "score_failed"] = Field(
         "fail", description="When the function raises: stop the run, or score the sample as failed and count it."
     )
     failed_score: float = Field(0.0, description="Score given to a sample whose reward raised.")
+
+
+def reward_labels(specs: list[RewardConfig] | tuple[RewardConfig, ...]) -> list[str]:
+    """Metric names of the rewards: the explicit label, else the name (the attribute of a
+    ``file:attr`` reference), numbered from the second use on."""
+    labels, used = [], {}
+    for spec in specs:
+        base = spec.label or spec.name.rpartition(":")[2]
+        used[base] = used.get(base, 0) + 1
+        labels.append(base if used[base] == 1 or spec.label else f"{base}_{used[base]}")
+    return labels
 
 
 class TrainerConfig(Section):
@@ -264,6 +278,10 @@ class Recipe(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Recipe:
+        labels = reward_labels(self.rewards)
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"rewards: labels must be unique; repeated: {repeated}")
         if self.algorithm.family == "online":
             sequences = self.trainer.batch_size * self.rollout.num_generations
             mb = self.trainer.minibatch_size
@@ -271,7 +289,7 @@ class Recipe(Section):
                 raise ValueError(
                     f"trainer.minibatch_size={mb} must divide trainer.batch_size × rollout.num_generations = {sequences}"
                 )
-            unknown = sorted(set(self.algorithm.bnpo_components) - {r.name for r in self.rewards})
+            unknown = sorted(set(self.algorithm.bnpo_components) - set(labels))
             if unknown:
                 raise ValueError(f"algorithm.bnpo_components names rewards that are not in rewards: {unknown}")
             buffer = self.algorithm.overlong_buffer

@@ -1,23 +1,38 @@
-"""The reward protocol and the weighted sum a recipe's ``rewards:`` list defines."""
+"""The reward protocol and the weighted sum a recipe's ``rewards:`` list defines.
+
+A reward function gets the batch's prompts, completions and reference answers, plus the
+completions' token ids as ``completion_ids=`` when its signature accepts that keyword (or
+``**kwargs``), and returns one finite score per completion. ``rewards[i].name`` is a
+registered reward, ``path/to/file.py:attr`` or ``package.module:attr``: a class there is
+instantiated with ``args``; a function is the reward itself, with ``args`` bound as keywords.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+import inspect
 import logging
 import math
+import sys
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from posttrain.config.schema import RewardConfig
+from posttrain.config.schema import RewardConfig, reward_labels
 
 logger = logging.getLogger(__name__)
 
 
 class RewardFn(Protocol):
-    def __call__(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str]) -> list[float]:
-        """One finite score per completion."""
+    def __call__(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
+                 **context: Any) -> Sequence[float]:
+        """One finite score per completion; ``context`` may carry ``completion_ids``."""
         ...
 
 
@@ -33,7 +48,7 @@ def register_reward(name: str) -> Callable[[Callable[..., RewardFn]], Callable[.
 
 
 class RewardError(RuntimeError):
-    """A reward function failed and the recipe says to stop."""
+    """A reward cannot be built, or failed and the recipe says to stop."""
 
 
 @dataclass
@@ -41,6 +56,7 @@ class ScoredBatch:
     totals: torch.Tensor
     components: dict[str, torch.Tensor]
     errors: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -48,6 +64,62 @@ class _Term:
     name: str
     fn: RewardFn
     spec: RewardConfig
+    takes_ids: bool
+
+
+def build_reward(spec: RewardConfig, where: str) -> RewardFn:
+    """The callable a reward spec names; errors say which ``rewards[i]`` is wrong and why."""
+    if ":" in spec.name:
+        target = _load_target(spec.name, where)
+        if inspect.isclass(target):
+            factory: Callable[..., RewardFn] = target
+        elif callable(target):
+            return functools.partial(target, **spec.args) if spec.args else target
+        else:
+            raise RewardError(f"{where}.name={spec.name!r} is not callable")
+    else:
+        found = REWARD_FACTORIES.get(spec.name)
+        if found is None:
+            raise RewardError(f"{where}.name={spec.name!r} is not a registered reward (known: "
+                              f"{sorted(REWARD_FACTORIES)}) nor a 'file.py:function' / 'module:function' reference")
+        factory = found
+    try:
+        return factory(**spec.args)
+    except TypeError as err:
+        raise RewardError(f"{where}.args do not fit reward {spec.name!r}: {err}") from err
+
+
+def _load_target(reference: str, where: str) -> Any:
+    location, _, attribute = reference.rpartition(":")
+    if location.endswith(".py") or "/" in location:
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise RewardError(f"{where}.name={reference!r}: file {path} not found")
+        module_name = f"posttrain_user_reward_{abs(hash(str(path.resolve())))}"
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as err:
+            raise RewardError(f"{where}.name={reference!r}: importing {path} failed: {err!r}") from err
+    else:
+        try:
+            module = importlib.import_module(location)
+        except ImportError as err:
+            raise RewardError(f"{where}.name={reference!r}: cannot import module {location!r}: {err}") from err
+    if not hasattr(module, attribute):
+        raise RewardError(f"{where}.name={reference!r}: {location} has no attribute {attribute!r}")
+    return getattr(module, attribute)
+
+
+def _accepts_ids(fn: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD or p.name == "completion_ids" for p in parameters)
 
 
 class RewardSet:
@@ -55,43 +127,40 @@ class RewardSet:
 
     def __init__(self, specs: Sequence[RewardConfig]) -> None:
         self.terms = []
-        used: dict[str, int] = {}
-        for index, spec in enumerate(specs):
-            factory = REWARD_FACTORIES.get(spec.name)
-            if factory is None:
-                raise RewardError(
-                    f"rewards[{index}].name={spec.name!r} is not a registered reward; known: {sorted(REWARD_FACTORIES)}"
-                )
-            try:
-                fn = factory(**spec.args)
-            except TypeError as err:
-                raise RewardError(f"rewards[{index}].args do not fit reward {spec.name!r}: {err}") from err
-            used[spec.name] = used.get(spec.name, 0) + 1
-            label = spec.name if used[spec.name] == 1 else f"{spec.name}_{used[spec.name]}"
-            self.terms.append(_Term(label, fn, spec))
+        for index, (spec, label) in enumerate(zip(specs, reward_labels(specs))):
+            fn = build_reward(spec, f"rewards[{index}]")
+            self.terms.append(_Term(label, fn, spec, _accepts_ids(fn)))
 
-    def score(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str]) -> ScoredBatch:
+    def score(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
+              completion_ids: Sequence[Sequence[int]] | None = None) -> ScoredBatch:
         totals = torch.zeros(len(completions), dtype=torch.float32)
-        components, errors = {}, {}
+        components, errors, seconds = {}, {}, {}
         for term in self.terms:
-            values, failed = self._score_term(term, prompts, completions, answers)
+            started = time.perf_counter()
+            values, failed = self._score_term(term, prompts, completions, answers, completion_ids)
+            seconds[term.name] = time.perf_counter() - started
             components[term.name] = values
             errors[term.name] = failed
             totals += term.spec.weight * values
-        return ScoredBatch(totals, components, errors)
+        return ScoredBatch(totals, components, errors, seconds)
 
-    def _score_term(
-        self, term: _Term, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str]
-    ) -> tuple[torch.Tensor, int]:
+    def _call(self, term: _Term, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
+              ids: Sequence[Sequence[int]] | None) -> list[float]:
+        context = {"completion_ids": ids} if term.takes_ids and ids is not None else {}
+        return _checked(term, term.fn(prompts, completions, answers, **context), len(completions))
+
+    def _score_term(self, term: _Term, prompts: Sequence[str], completions: Sequence[str],
+                    answers: Sequence[str], ids: Sequence[Sequence[int]] | None) -> tuple[torch.Tensor, int]:
         try:
-            return torch.tensor(_checked(term, term.fn(prompts, completions, answers), len(completions))), 0
+            return torch.tensor(self._call(term, prompts, completions, answers, ids), dtype=torch.float32), 0
         except Exception as err:
             if term.spec.on_error == "fail":
                 raise RewardError(f"reward {term.name!r} failed: {err!r} (set on_error: score_failed to continue)") from err
         values, failed = [], 0
-        for prompt, completion, answer in zip(prompts, completions, answers):
+        for i in range(len(completions)):
             try:
-                values.append(_checked(term, term.fn([prompt], [completion], [answer]), 1)[0])
+                one_ids = [ids[i]] if ids is not None else None
+                values.append(self._call(term, [prompts[i]], [completions[i]], [answers[i]], one_ids)[0])
             except Exception as err:  # scored as failed, counted, and logged once per sample
                 failed += 1
                 logger.warning("reward %r failed on a sample and scored it %s: %r", term.name,
@@ -101,7 +170,10 @@ class RewardSet:
 
 
 def _checked(term: _Term, values: Any, expected: int) -> list[float]:
-    values = [float(v) for v in values]
+    try:
+        values = [float(v) for v in values]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"reward {term.name!r} must return a sequence of numbers; got {type(values).__name__}") from err
     if len(values) != expected:
         raise ValueError(f"reward {term.name!r} returned {len(values)} scores for {expected} completions")
     if not all(math.isfinite(v) for v in values):

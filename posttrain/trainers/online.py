@@ -122,7 +122,8 @@ class OnlineTrainer(Trainer):
         n = self.recipe.rollout.num_generations
         prompts = [e.prompt for e in examples for _ in range(n)]
         answers = [e.answer for e in examples for _ in range(n)]
-        scored = self.rewards.score(prompts, batch.completions, answers)
+        completion_ids = [row[mask.bool()].tolist() for row, mask in zip(batch.response_ids, batch.response_mask)]
+        scored = self.rewards.score(prompts, batch.completions, answers, completion_ids)
         batch.metadata["correct"] = [answer_matches(c, a, self.answer_match_mode())
                                      for c, a in zip(batch.completions, answers)]
         scores = scored.totals
@@ -159,6 +160,7 @@ class OnlineTrainer(Trainer):
         for name in rounds[0].scored.components:
             metrics[f"reward/{name}"] = torch.cat([r.scored.components[name] for r in rounds]).mean().item()
             metrics[f"reward/{name}/errors"] = sum(r.scored.errors[name] for r in rounds)
+            metrics[f"reward/{name}/time_s"] = sum(r.scored.seconds[name] for r in rounds)
         for name in rounds[0].shaping:
             metrics[f"reward/{name}"] = torch.cat([r.shaping[name] for r in rounds]).mean().item()
         return metrics

@@ -119,3 +119,12 @@ def test_group_switch_cross_checks_name_the_field(tmp_path: Path) -> None:
         validate_recipe(grpo_recipe(tmp_path, algorithm={"name": "dapo", "overlong_buffer": 9}))
     with pytest.raises(ConfigError, match="kl_placement='reward' makes rewards non-binary"):
         validate_recipe(grpo_recipe(tmp_path, algorithm={"name": "lens", "beta": 0.1, "kl_placement": "reward"}))
+
+
+def test_reward_labels_must_be_unique(tmp_path: Path) -> None:
+    rewards = [{"name": "exact_answer", "label": "acc"}, {"name": "format", "label": "acc",
+                                                          "args": {"pattern": "x"}}]
+    with pytest.raises(ConfigError, match=r"labels must be unique; repeated: \['acc'\]"):
+        validate_recipe(grpo_recipe(tmp_path, rewards=rewards))
+    twice = validate_recipe(grpo_recipe(tmp_path, rewards=[{"name": "exact_answer"}, {"name": "exact_answer"}]))
+    assert len(twice.rewards) == 2  # unlabelled repeats are numbered: exact_answer, exact_answer_2

@@ -69,3 +69,49 @@ def test_unknown_reward_and_bad_args_name_the_entry() -> None:
         RewardSet([RewardConfig(name="nope")])
     with pytest.raises(RewardError, match=r"rewards\[1\]\.args"):
         RewardSet([RewardConfig(), RewardConfig(args={"mode": "fuzzy"})])
+
+
+def test_custom_reward_from_a_file_with_labels_ids_and_timing(tmp_path) -> None:
+    module = tmp_path / "my_rewards.py"
+    module.write_text(
+        "def short(prompts, completions, answers, completion_ids, limit=3):\n"
+        "    return [1.0 if len(ids) <= limit else 0.0 for ids in completion_ids]\n"
+        "class Echo:\n"
+        "    def __init__(self, value):\n        self.value = value\n"
+        "    def __call__(self, prompts, completions, answers):\n        return [self.value] * len(completions)\n"
+    )
+    rewards = RewardSet([
+        RewardConfig(name=f"{module}:short", args={"limit": 2}),
+        RewardConfig(name=f"{module}:Echo", args={"value": 0.25}, weight=2.0, label="echo"),
+        RewardConfig(name="exact_answer"),
+    ])
+    scored = rewards.score(["p", "q"], ["5", "6"], ["5", "5"], completion_ids=[[1, 2], [1, 2, 3]])
+    assert scored.components["short"].tolist() == [1.0, 0.0]
+    assert scored.components["echo"].tolist() == [0.25, 0.25]
+    assert scored.totals.tolist() == [1.0 + 0.5 + 1.0, 0.0 + 0.5 + 0.0]
+    assert set(scored.seconds) == {"short", "echo", "exact_answer"}
+
+
+def test_custom_reward_from_a_module() -> None:
+    scored = RewardSet([RewardConfig(name="posttrain.rewards.verifiers:FormatReward",
+                                     args={"pattern": r"\d+"})]).score(["p"], ["82"], [""])
+    assert scored.components["FormatReward"].tolist() == [1.0]
+
+
+def test_bad_custom_references_name_the_entry(tmp_path) -> None:
+    with pytest.raises(RewardError, match=r"rewards\[0\].*not found"):
+        RewardSet([RewardConfig(name=f"{tmp_path}/missing.py:f")])
+    (tmp_path / "r.py").write_text("x = 1\n")
+    with pytest.raises(RewardError, match="has no attribute 'f'"):
+        RewardSet([RewardConfig(name=f"{tmp_path}/r.py:f")])
+    with pytest.raises(RewardError, match="not callable"):
+        RewardSet([RewardConfig(name=f"{tmp_path}/r.py:x")])
+    with pytest.raises(RewardError, match="cannot import module"):
+        RewardSet([RewardConfig(name="no_such_package.rewards:f")])
+
+
+def test_wrong_batch_shape_falls_back_to_one_call_per_sample_when_told_to() -> None:
+    rewards = RewardSet([RewardConfig(name="test_wrong_length", on_error="score_failed", failed_score=-1.0)])
+    scored = rewards.score(["p", "q", "r"], ["a", "b", "c"], ["", "", ""])
+    assert scored.components["test_wrong_length"].tolist() == [1.0, 1.0, 1.0]  # one score per single call fits
+    assert scored.errors["test_wrong_length"] == 0
