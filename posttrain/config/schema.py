@@ -84,9 +84,20 @@ class TaskConfig(Section):
     )
 
 
+class ReasoningGymConfig(Section):
+    dataset: str = Field(description="reasoning-gym dataset name, e.g. basic_arithmetic or gsm_symbolic.")
+    size: int = Field(1000, gt=0, description="Generated training problems.")
+    test_size: int = Field(200, gt=0, description="Generated held-out problems (drawn before the training ones).")
+    seed: int = Field(0, description="Seed of the generator.")
+    config: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the dataset generator.")
+
+
 class DataConfig(Section):
     path: str | None = Field(None, description="Local jsonl/json/parquet/csv file or folder, or a hub dataset id.")
     task: TaskConfig | None = Field(None, description="Generate a built-in task instead of reading data.")
+    reasoning_gym: ReasoningGymConfig | None = Field(
+        None, description="Generate problems with a reasoning-gym task (its scorer is the `reasoning_gym` reward)."
+    )
     split: str = Field("train", description="Split used for training.")
     eval_split: str = Field("test", description="Held-out split used for evaluation.")
     prompt_field: str = Field("prompt", description="Column holding the prompt.")
@@ -98,8 +109,8 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        if (self.path is None) == (self.task is None):
-            raise ValueError("set exactly one of data.path and data.task")
+        if sum(source is not None for source in (self.path, self.task, self.reasoning_gym)) != 1:
+            raise ValueError("set exactly one of data.path, data.task and data.reasoning_gym")
         return self
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from posttrain.config.schema import DataConfig
 from posttrain.data.tasks.arithmetic import generate_arithmetic
+from posttrain.data.tasks.reasoning_gym import generate_reasoning_gym
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -21,11 +22,19 @@ def load_rows(spec: DataConfig, split: str, required: tuple[str, ...]) -> tuple[
     Every row must hold a string in each ``required`` field; the first that does not is
     reported with its row number.
     """
-    if spec.task is not None:
-        splits = generate_arithmetic(spec.task)
+    if spec.task is not None or spec.reasoning_gym is not None:
+        if spec.task is not None:
+            splits, name = generate_arithmetic(spec.task), spec.task.name
+        else:
+            assert spec.reasoning_gym is not None
+            try:
+                splits = generate_reasoning_gym(spec.reasoning_gym)
+            except ValueError as err:
+                raise DataError(str(err)) from err
+            name = f"reasoning_gym/{spec.reasoning_gym.dataset}"
         if split not in splits:
-            raise DataError(f"task {spec.task.name!r} has splits {sorted(splits)}, not {split!r}")
-        rows, origin = splits[split], f"task:{spec.task.name}[{split}]"
+            raise DataError(f"task {name!r} has splits {sorted(splits)}, not {split!r}")
+        rows, origin = splits[split], f"task:{name}[{split}]"
     else:
         rows, origin = _read_source(spec.path or "", split)
     if not rows:

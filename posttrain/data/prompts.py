@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,6 +19,7 @@ class Example:
     prompt_ids: list[int]
     answer: str
     completion: str | None
+    fields: dict[str, Any] = field(default_factory=dict)  # the whole source row, for rewards that need more
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, spec: DataConfig) -> str:
@@ -61,6 +62,7 @@ def tokenize_examples(
                 prompt_ids=ids,
                 answer=str(row.get(spec.answer_field, "")),
                 completion=row.get(spec.completion_field),
+                fields=row,
             )
         )
     return examples

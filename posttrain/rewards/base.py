@@ -1,8 +1,9 @@
 """The reward protocol and the weighted sum a recipe's ``rewards:`` list defines.
 
-A reward function gets the batch's prompts, completions and reference answers, plus the
-completions' token ids as ``completion_ids=`` when its signature accepts that keyword (or
-``**kwargs``), and returns one finite score per completion. ``rewards[i].name`` is a
+A reward function gets the batch's prompts, completions and reference answers, plus, when
+its signature names them (or takes ``**kwargs``), the completions' token ids as
+``completion_ids=`` and the samples' whole data rows as ``rows=``; it returns one finite
+score per completion. ``rewards[i].name`` is a
 registered reward, ``path/to/file.py:attr`` or ``package.module:attr``: a class there is
 instantiated with ``args``; a function is the reward itself, with ``args`` bound as keywords.
 """
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 class RewardFn(Protocol):
     def __call__(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
                  **context: Any) -> Sequence[float]:
-        """One finite score per completion; ``context`` may carry ``completion_ids``."""
+        """One finite score per completion; ``context`` may carry ``completion_ids`` and ``rows``."""
         ...
 
 
@@ -64,7 +65,7 @@ class _Term:
     name: str
     fn: RewardFn
     spec: RewardConfig
-    takes_ids: bool
+    accepts: Callable[[str], bool]
 
 
 def build_reward(spec: RewardConfig, where: str) -> RewardFn:
@@ -114,12 +115,16 @@ def _load_target(reference: str, where: str) -> Any:
     return getattr(module, attribute)
 
 
-def _accepts_ids(fn: Callable[..., Any]) -> bool:
+def _keyword_filter(fn: Callable[..., Any]) -> Callable[[str], bool]:
+    """Which optional context keywords ``fn`` can take."""
     try:
         parameters = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return False
-    return any(p.kind is p.VAR_KEYWORD or p.name == "completion_ids" for p in parameters)
+        return lambda name: False
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return lambda name: True
+    names = {p.name for p in parameters}
+    return names.__contains__
 
 
 class RewardSet:
@@ -129,15 +134,18 @@ class RewardSet:
         self.terms = []
         for index, (spec, label) in enumerate(zip(specs, reward_labels(specs))):
             fn = build_reward(spec, f"rewards[{index}]")
-            self.terms.append(_Term(label, fn, spec, _accepts_ids(fn)))
+            self.terms.append(_Term(label, fn, spec, _keyword_filter(fn)))
 
     def score(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
-              completion_ids: Sequence[Sequence[int]] | None = None) -> ScoredBatch:
+              completion_ids: Sequence[Sequence[int]] | None = None,
+              rows: Sequence[dict[str, Any]] | None = None) -> ScoredBatch:
+        context = {name: value for name, value in (("completion_ids", completion_ids), ("rows", rows))
+                   if value is not None}
         totals = torch.zeros(len(completions), dtype=torch.float32)
         components, errors, seconds = {}, {}, {}
         for term in self.terms:
             started = time.perf_counter()
-            values, failed = self._score_term(term, prompts, completions, answers, completion_ids)
+            values, failed = self._score_term(term, prompts, completions, answers, context)
             seconds[term.name] = time.perf_counter() - started
             components[term.name] = values
             errors[term.name] = failed
@@ -145,22 +153,22 @@ class RewardSet:
         return ScoredBatch(totals, components, errors, seconds)
 
     def _call(self, term: _Term, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
-              ids: Sequence[Sequence[int]] | None) -> list[float]:
-        context = {"completion_ids": ids} if term.takes_ids and ids is not None else {}
-        return _checked(term, term.fn(prompts, completions, answers, **context), len(completions))
+              context: dict[str, Sequence[Any]]) -> list[float]:
+        accepted = {name: value for name, value in context.items() if term.accepts(name)}
+        return _checked(term, term.fn(prompts, completions, answers, **accepted), len(completions))
 
     def _score_term(self, term: _Term, prompts: Sequence[str], completions: Sequence[str],
-                    answers: Sequence[str], ids: Sequence[Sequence[int]] | None) -> tuple[torch.Tensor, int]:
+                    answers: Sequence[str], context: dict[str, Sequence[Any]]) -> tuple[torch.Tensor, int]:
         try:
-            return torch.tensor(self._call(term, prompts, completions, answers, ids), dtype=torch.float32), 0
+            return torch.tensor(self._call(term, prompts, completions, answers, context), dtype=torch.float32), 0
         except Exception as err:
             if term.spec.on_error == "fail":
                 raise RewardError(f"reward {term.name!r} failed: {err!r} (set on_error: score_failed to continue)") from err
         values, failed = [], 0
         for i in range(len(completions)):
             try:
-                one_ids = [ids[i]] if ids is not None else None
-                values.append(self._call(term, [prompts[i]], [completions[i]], [answers[i]], one_ids)[0])
+                one = {name: [value[i]] for name, value in context.items()}
+                values.append(self._call(term, [prompts[i]], [completions[i]], [answers[i]], one)[0])
             except Exception as err:  # scored as failed, counted, and logged once per sample
                 failed += 1
                 logger.warning("reward %r failed on a sample and scored it %s: %r", term.name,

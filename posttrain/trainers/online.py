@@ -123,7 +123,8 @@ class OnlineTrainer(Trainer):
         prompts = [e.prompt for e in examples for _ in range(n)]
         answers = [e.answer for e in examples for _ in range(n)]
         completion_ids = [row[mask.bool()].tolist() for row, mask in zip(batch.response_ids, batch.response_mask)]
-        scored = self.rewards.score(prompts, batch.completions, answers, completion_ids)
+        rows = [e.fields for e in examples for _ in range(n)]
+        scored = self.rewards.score(prompts, batch.completions, answers, completion_ids, rows)
         batch.metadata["correct"] = [answer_matches(c, a, self.answer_match_mode())
                                      for c, a in zip(batch.completions, answers)]
         scores = scored.totals

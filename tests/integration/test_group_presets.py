@@ -79,3 +79,13 @@ def test_lora_recipe_trains_and_merges_into_a_plain_model(sft_model: Path, tmp_p
             assert not torch.allclose(adapted(ids).logits, expected, atol=1e-4)  # the adapters learned something
         assert torch.allclose(merged(ids).logits, expected, atol=1e-4)
     assert main(["merge", str(sft_model), "--out", str(tmp_path / "x")]) == 2  # not a LoRA checkpoint
+
+
+def test_reasoning_gym_recipe_runs_end_to_end(tmp_path: Path) -> None:
+    recipe = load_recipe(RECIPES / "reasoning_gym_grpo.yaml", [
+        "trainer.steps=2", "trainer.batch_size=4", f"trainer.output_dir={tmp_path}", "logging.progress=false",
+        "data.reasoning_gym.size=40", "data.reasoning_gym.test_size=8"])
+    assert train(recipe).status == "completed"
+    metrics = read_metrics(tmp_path / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert metrics[-1]["reward/reasoning_gym/errors"] == 0 and "reward/reasoning_gym/time_s" in metrics[-1]
