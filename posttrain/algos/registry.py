@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Family = Literal["online", "sft"]
+Family = Literal["online", "sft", "reward_model"]
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,12 @@ PRESETS: dict[str, Preset] = {
         family="sft",
         description="Supervised fine-tuning: token-mean negative log-likelihood of the completion.",
         switches={"loss_agg_mode": "token-mean"},
+    ),
+    "reward_model": Preset(
+        family="reward_model",
+        description="Bradley-Terry reward model: −log σ(r(chosen) − r(rejected)) on preference pairs, "
+        "one-logit sequence-classification head.",
+        source="Ouyang et al. 2022, InstructGPT (arXiv 2203.02155)",
     ),
 }
 

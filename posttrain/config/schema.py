@@ -53,7 +53,10 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
         "float32", description="Parameter dtype of the trained model."
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the models run; auto picks CUDA when present.")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where the model runs: auto (CUDA when present), cpu, cuda or cuda:N.",
+    )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of model.path.")
     trust_remote_code: bool = Field(False, description="Allow model code shipped with a hub checkpoint.")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapters.")
@@ -103,6 +106,8 @@ class DataConfig(Section):
     prompt_field: str = Field("prompt", description="Column holding the prompt.")
     answer_field: str = Field("answer", description="Column holding the reference answer the reward checks.")
     completion_field: str = Field("completion", description="Column holding the demonstration SFT imitates.")
+    chosen_field: str = Field("chosen", description="Column holding the preferred completion of a pair.")
+    rejected_field: str = Field("rejected", description="Column holding the dispreferred completion of a pair.")
     chat_template: bool = Field(False, description="Wrap prompts in the tokenizer's chat template.")
     system_prompt: str | None = Field(None, description="System message placed before each prompt (chat template only).")
     max_prompt_length: int | None = Field(None, gt=0, description="Reject prompts longer than this many tokens.")

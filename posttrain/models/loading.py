@@ -19,8 +19,8 @@ class ModelLoadError(RuntimeError):
 
 
 def resolve_device(spec: ModelConfig) -> torch.device:
-    if spec.device == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("model.device=cuda but no CUDA device is available")
+    if spec.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"model.device={spec.device} but no CUDA device is available")
     if spec.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(spec.device)
@@ -34,7 +34,7 @@ def looks_local(path: str) -> bool:
 def load_tokenizer(spec: ModelConfig) -> PreTrainedTokenizerBase:
     if spec.tiny is not None:
         return build_tiny_model(spec.tiny)[1]
-    source = _checked_source(spec)
+    source = checked_source(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             source, revision=spec.revision, trust_remote_code=spec.trust_remote_code
@@ -52,8 +52,8 @@ def load_causal_lm(spec: ModelConfig, device: torch.device | None = None) -> Pre
         if spec.dtype in _DTYPES:
             model = model.to(_DTYPES[spec.dtype])
         return model.to(device)
-    source = _checked_source(spec)
-    dtype = "auto" if spec.dtype == "auto" else _DTYPES[spec.dtype]
+    source = checked_source(spec)
+    dtype = torch_dtype(spec)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, revision=spec.revision, trust_remote_code=spec.trust_remote_code
@@ -71,7 +71,13 @@ def load_policy(spec: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizer
     return model, tokenizer
 
 
-def _checked_source(spec: ModelConfig) -> str:
+def torch_dtype(spec: ModelConfig) -> torch.dtype | str:
+    """What ``from_pretrained(dtype=...)`` gets: the recipe's dtype, or "auto" for the checkpoint's own."""
+    return "auto" if spec.dtype == "auto" else _DTYPES[spec.dtype]
+
+
+def checked_source(spec: ModelConfig) -> str:
+    """The folder or hub id to load from; a local path that is missing or not a model is an error here."""
     assert spec.path is not None
     path = Path(spec.path).expanduser()
     if path.exists():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from transformers import LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase, Qwen2Config
 
@@ -9,9 +11,11 @@ from posttrain.config.schema import TinyModelConfig
 from posttrain.models.tokenizer import build_byte_tokenizer
 
 
-def build_tiny_model(spec: TinyModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A randomly initialised model (deterministic in ``spec.seed``) and its byte tokenizer."""
-    from transformers import AutoModelForCausalLM
+def build_tiny_model(spec: TinyModelConfig, head: Literal["causal_lm", "reward"] = "causal_lm",
+                     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A randomly initialised model (deterministic in ``spec.seed``) and its byte tokenizer;
+    ``head="reward"`` puts a one-logit sequence-classification head on the same backbone."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     tokenizer = build_byte_tokenizer()
     config_cls = Qwen2Config if spec.architecture == "qwen2" else LlamaConfig
@@ -31,9 +35,14 @@ def build_tiny_model(spec: TinyModelConfig) -> tuple[PreTrainedModel, PreTrained
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(spec.seed)
     try:
-        model = AutoModelForCausalLM.from_config(config)
+        if head == "reward":
+            config.num_labels = 1
+            model = AutoModelForSequenceClassification.from_config(config)
+        else:
+            model = AutoModelForCausalLM.from_config(config)
     finally:
         torch.random.set_rng_state(generator_state)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if model.can_generate():
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer

@@ -2,6 +2,7 @@
 
 from posttrain.rewards import answer as _builtin_answer  # noqa: F401  (registers the built-in rewards)
 from posttrain.rewards import code as _builtin_code  # noqa: F401
+from posttrain.rewards import reward_model as _builtin_reward_model  # noqa: F401
 from posttrain.rewards import task_scorers as _builtin_task_scorers  # noqa: F401
 from posttrain.rewards import verifiers as _builtin_verifiers  # noqa: F401
 from posttrain.rewards.answer import answer_matches, extract_answer

@@ -22,7 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs
 
 from posttrain.config.loading import recipe_to_yaml
-from posttrain.config.schema import Recipe
+from posttrain.config.schema import ModelConfig, Recipe
 from posttrain.data.loading import load_rows
 from posttrain.data.prompts import EpochSampler, Example, tokenize_examples
 from posttrain.evaluation.accuracy import greedy_accuracy
@@ -55,6 +55,10 @@ class Trainer:
 
     #: fields the training split must provide, per family
     required_fields: tuple[str, ...] = ()
+    #: whether the trained model generates (and so needs a rollout engine and answer evaluation)
+    generates: bool = True
+    #: peft task type of the model this family trains
+    lora_task_type: str = "CAUSAL_LM"
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
@@ -82,7 +86,7 @@ class Trainer:
                                           self.reserved_response_tokens())
         self.eval_examples: list[Example] = []
         if self.cfg.eval_every:
-            eval_rows, eval_origin = load_rows(data, data.eval_split, (data.prompt_field, data.answer_field))
+            eval_rows, eval_origin = load_rows(data, data.eval_split, self.eval_fields)
             self.eval_examples = tokenize_examples(eval_rows[: self.cfg.eval_samples], eval_origin, self.tokenizer,
                                                    data, context, self.recipe.rollout.max_new_tokens)
         self.sampler = EpochSampler(len(self.examples), self.cfg.seed)
@@ -91,7 +95,8 @@ class Trainer:
                                            weight_decay=self.cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
-        self.engine = build_engine(self.recipe.rollout, self.policy, self.tokenizer)
+        if self.generates:
+            self.engine = build_engine(self.recipe.rollout, self.policy, self.tokenizer)
         self.setup_family()
         metrics_path = self.output_dir / self.recipe.logging.metrics_file
         if self.resume_from is not None:
@@ -107,6 +112,15 @@ class Trainer:
     def setup_family(self) -> None:
         """Family-specific set-up after the policy and optimiser exist (reference model, etc.)."""
 
+    @property
+    def eval_fields(self) -> tuple[str, ...]:
+        """Fields the held-out split must provide for :meth:`evaluate`."""
+        return (self.recipe.data.prompt_field, self.recipe.data.answer_field)
+
+    def load_weights(self, spec: ModelConfig, device: torch.device) -> torch.nn.Module:
+        """The model this family trains, before LoRA and distribution wrappers."""
+        return load_causal_lm(spec, device)
+
     def reserved_response_tokens(self) -> int:
         return self.recipe.rollout.max_new_tokens
 
@@ -120,10 +134,10 @@ class Trainer:
         device = self.accelerator.device
         lora = spec.lora
         if self.resume_from is not None and not lora.enabled:
-            model = load_causal_lm(spec.model_copy(update={"path": str(self.resume_from / ckpt.MODEL_DIR),
-                                                           "tiny": None}), device)
+            model = self.load_weights(spec.model_copy(update={"path": str(self.resume_from / ckpt.MODEL_DIR),
+                                                              "tiny": None}), device)
         else:
-            model = load_causal_lm(spec, device)
+            model = self.load_weights(spec, device)
         if lora.enabled:
             from peft import LoraConfig as PeftLoraConfig
             from peft import PeftModel, get_peft_model
@@ -133,7 +147,7 @@ class Trainer:
             else:
                 model = get_peft_model(model, PeftLoraConfig(
                     r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                    target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+                    target_modules=lora.target_modules, task_type=self.lora_task_type))
         model.train()
         return model
 

@@ -1,7 +1,8 @@
 """Synthetic integer arithmetic with verifiable answers.
 
-Each row has ``prompt`` (``"37+45="``), ``answer`` (``"82"``) and ``completion``: the
-demonstration an SFT stage imitates. With ``demonstration_flaw="drop_units_carry"`` the
+Each row has ``prompt`` (``"37+45="``), ``answer`` (``"82"``), ``completion``: the
+demonstration an SFT stage imitates, and a preference pair ``chosen`` (the correct result)
+/ ``rejected`` (a plausible wrong one) for reward-model and preference training. With ``demonstration_flaw="drop_units_carry"`` the
 demonstrations forget the carry (or borrow) between the units and the tens column, the
 kind of systematic error real demonstrations have; ``answer`` always stays correct.
 """
@@ -59,7 +60,7 @@ def generate_arithmetic(spec: TaskConfig) -> dict[str, list[dict[str, str]]]:
         if problem not in seen and _selected(problem, spec.problems):
             seen.add(problem)
             problems.append(problem)
-    rows = [_row(problem, spec.demonstration_flaw) for problem in problems]
+    rows = [_row(problem, spec.demonstration_flaw, random.Random(f"{spec.seed}:{i}")) for i, problem in enumerate(problems)]
     return {"test": rows[: spec.num_test], "train": rows[spec.num_test :]}
 
 
@@ -69,11 +70,33 @@ def _selected(problem: Problem, kind: str) -> bool:
     return has_units_carry(*problem) == (kind == "units_carry")
 
 
-def _row(problem: Problem, flaw: str) -> dict[str, str]:
+def wrong_answer(a: int, op: str, b: int, rng: random.Random) -> str:
+    """A wrong result of the kinds a policy produces: the dropped carry, off by 1, 10 or 100,
+    any other number of similar size, or the right digits cut short or run on."""
+    correct = solve(a, op, b)
+    kind = rng.choice(["carry", "near", "near", "any", "any", "cut", "extra"])
+    if kind == "carry" and has_units_carry(a, op, b):
+        return str(flawed_demonstration(a, op, b, "drop_units_carry"))
+    if kind == "cut" and len(str(correct)) > 1:
+        return str(correct)[:-1]
+    if kind == "extra":
+        return f"{correct}{rng.randint(0, 9)}"
+    if kind == "any":
+        wrong = correct
+        while wrong == correct:
+            wrong = rng.randint(0, 2 * 10 ** len(str(max(a, b, 1))) - 1)
+        return str(wrong)
+    return str(correct + rng.choice([-100, -10, -2, -1, 1, 2, 10, 100]))
+
+
+def _row(problem: Problem, flaw: str, rng: random.Random) -> dict[str, str]:
+    """A problem with its demonstration and a preference pair (correct vs plausible wrong answer)."""
     a, op, b = problem
     return {
         "prompt": f"{a}{op}{b}=",
         "answer": str(solve(a, op, b)),
         "completion": str(flawed_demonstration(a, op, b, flaw)),
+        "chosen": str(solve(a, op, b)),
+        "rejected": wrong_answer(a, op, b, rng),
         "units_carry": str(has_units_carry(a, op, b)).lower(),
     }

@@ -1,0 +1,67 @@
+"""Train a Bradley-Terry reward model on the arithmetic pairs, reload it with plain
+transformers, then use it as GRPO's only reward and see the policy climb it."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from posttrain.config import load_recipe
+from posttrain.models.loading import load_tokenizer
+from posttrain.models.reward_model import score_texts
+from posttrain.trainers import train
+from posttrain.trainers.metrics import read_metrics
+from posttrain.trainers.reward_model import usable_pairs
+from tests.conftest import TASK
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+TASK_OVERRIDE = "data.task={" + ", ".join(f"{k}: {v}" for k, v in TASK.items()) + "}"
+
+
+def test_pairs_with_empty_or_identical_sides_are_dropped_and_counted() -> None:
+    keep, empty, identical = usable_pairs(["p"] * 4, ["a", "", "b", "c"], ["b", "x", "b", " "])
+    assert keep == [0] and empty == 2 and identical == 1
+
+
+@pytest.fixture(scope="module")
+def reward_model(sft_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("rm")
+    recipe = load_recipe(ROOT / "reward_models" / "arithmetic_rm.yaml", [
+        f"model.path={sft_model}", TASK_OVERRIDE, "trainer.steps=300", "trainer.batch_size=64",
+        "trainer.lr_scheduler=constant", "trainer.eval_every=300", "trainer.eval_samples=200", "trainer.checkpoint_every=0", f"trainer.output_dir={out}",
+        "logging.progress=false"])
+    assert train(recipe).status == "completed"
+    return out
+
+
+def test_reward_model_learns_to_rank_held_out_pairs(reward_model: Path) -> None:
+    metrics = read_metrics(reward_model / "metrics.jsonl")
+    assert metrics[0]["eval/accuracy"] < 0.65  # a fresh score head is close to chance
+    assert metrics[-1]["eval/accuracy"] >= 0.75, metrics[-1]
+    assert metrics[-1]["loss"] < metrics[1]["loss"]
+
+
+def test_reward_model_checkpoint_is_a_plain_transformers_model(reward_model: Path) -> None:
+    folder = sorted((reward_model / "checkpoints").glob("step-*"))[-1] / "model"
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = load_tokenizer(load_recipe(reward_model / "recipe.yaml").model.model_copy(
+        update={"path": str(folder), "tiny": None}))
+    scores = score_texts(model, tokenizer, ["37+45=82", "37+45=72", "37+45=83"])
+    assert scores.shape == (3,) and torch.isfinite(scores).all()
+    assert scores[0] > scores[1]
+
+
+def test_grpo_climbs_the_reward_model_used_as_its_only_reward(
+        reward_model: Path, sft_model: Path, tmp_path: Path) -> None:
+    recipe = load_recipe(ROOT / "recipes" / "grpo_reward_model.yaml", [
+        f"model.path={sft_model}", TASK_OVERRIDE, f"rewards=[{{name: reward_model, args: {{path: {reward_model}}}}}]",
+        "trainer.steps=30", "trainer.eval_every=0", f"trainer.output_dir={tmp_path}", "logging.progress=false"])
+    assert [r.name for r in recipe.rewards] == ["reward_model"]
+    assert train(recipe).status == "completed"
+    metrics = read_metrics(tmp_path / "metrics.jsonl")
+    scores = [m["reward/reward_model"] for m in metrics]
+    assert sum(scores[-10:]) / 10 > sum(scores[:10]) / 10 + 0.2, scores
+    assert all(m["reward/reward_model/errors"] == 0 for m in metrics)
