@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--problems", default="all", choices=["all", "units_carry", "no_units_carry"])
     parser.add_argument("--num-train", type=int, help="training problems (carry-only 2-digit has 3,645 in all)")
+    parser.add_argument("--override", nargs="*", default=[], help="key.path=value applied to every preset")
     parser.add_argument("--out", default="runs/bench/group_presets")
     args = parser.parse_args()
 
@@ -46,7 +47,7 @@ def main() -> None:
             f"model.path={start}", f"trainer.steps={args.steps}", f"trainer.seed={args.seed}",
             f"data.task.problems={args.problems}", f"trainer.output_dir={out / name}", "trainer.overwrite=true",
             "trainer.eval_every=0", "trainer.checkpoint_every=0", "logging.progress=false",
-            *([f"data.task.num_train={args.num_train}"] if args.num_train else []),
+            *([f"data.task.num_train={args.num_train}"] if args.num_train else []), *args.override,
         ])
         if before is None:
             before = evaluate_split(recipe, str(start))
