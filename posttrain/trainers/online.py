@@ -161,7 +161,7 @@ class OnlineTrainer(Trainer):
         for name in rounds[0].scored.components:
             metrics[f"reward/{name}"] = torch.cat([r.scored.components[name] for r in rounds]).mean().item()
             metrics[f"reward/{name}/errors"] = sum(r.scored.errors[name] for r in rounds)
-            metrics[f"reward/{name}/time_s"] = sum(r.scored.seconds[name] for r in rounds)
+            metrics[f"time/reward/{name}_s"] = sum(r.scored.seconds[name] for r in rounds)
         for name in rounds[0].shaping:
             metrics[f"reward/{name}"] = torch.cat([r.shaping[name] for r in rounds]).mean().item()
         return metrics

@@ -88,4 +88,4 @@ def test_reasoning_gym_recipe_runs_end_to_end(tmp_path: Path) -> None:
     assert train(recipe).status == "completed"
     metrics = read_metrics(tmp_path / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2]
-    assert metrics[-1]["reward/reasoning_gym/errors"] == 0 and "reward/reasoning_gym/time_s" in metrics[-1]
+    assert metrics[-1]["reward/reasoning_gym/errors"] == 0 and "time/reward/reasoning_gym_s" in metrics[-1]
