@@ -1,4 +1,4 @@
-"""``posttrain`` command line: train | config | algos | merge | plot | quickstart."""
+"""``posttrain`` command line: train | config | algos | pairs | merge | plot | quickstart."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     config.add_argument("overrides", nargs="*")
 
     commands.add_parser("algos", help="list algorithm presets and their switches")
+
+    pairs = commands.add_parser("pairs", help="preference pairs from a policy's own samples, labelled by the recipe's rewards")
+    pairs.add_argument("recipe", help="recipe naming the policy (model), prompts (data), sampling (rollout) and rewards")
+    pairs.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    pairs.add_argument("--out", required=True, help="folder for <split>.jsonl (usable as data.path)")
+    pairs.add_argument("--samples", type=int, default=8, help="completions sampled per prompt")
+    pairs.add_argument("--splits", nargs="+", default=["train", "test"])
+    pairs.add_argument("--no-gold", action="store_true",
+                       help="never use the reference answer as 'chosen' when no sample beats the others")
 
     merge = commands.add_parser("merge", help="fold a LoRA checkpoint into a full transformers model")
     merge.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest complete checkpoint)")
@@ -57,6 +66,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from posttrain.algos.registry import format_presets
 
         print(format_presets())
+        return 0
+    if args.command == "pairs":
+        from posttrain.data.sampled_pairs import write_sampled_pairs
+
+        counts = write_sampled_pairs(load_recipe(args.recipe, args.overrides), args.out, args.samples,
+                                     tuple(args.splits), gold_chosen=not args.no_gold)
+        print(", ".join(f"{split}: {n} pairs" for split, n in counts.items()) + f" in {args.out}")
         return 0
     if args.command == "merge":
         from posttrain.models.loading import ModelLoadError

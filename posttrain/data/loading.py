@@ -49,7 +49,8 @@ def load_rows(spec: DataConfig, split: str, required: tuple[str, ...]) -> tuple[
                 )
             if field == spec.answer_field and isinstance(value, (int, float)):
                 continue
-            if not isinstance(value, str) or (field != spec.answer_field and not value):
+            may_be_empty = (spec.answer_field, spec.chosen_field, spec.rejected_field)  # trainers drop and count those
+            if not isinstance(value, str) or (field not in may_be_empty and not value):
                 raise DataError(f"{origin}: row {index} field {field!r} must be a non-empty string, got {value!r}")
     return rows, origin
 

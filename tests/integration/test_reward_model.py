@@ -1,6 +1,7 @@
 """Train a Bradley-Terry reward model on the arithmetic pairs, reload it with plain
 transformers, then use it as GRPO's only reward and see the policy climb it."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,26 @@ def test_grpo_climbs_the_reward_model_used_as_its_only_reward(
     scores = [m["reward/reward_model"] for m in metrics]
     assert sum(scores[-10:]) / 10 > sum(scores[:10]) / 10 + 0.2, scores
     assert all(m["reward/reward_model/errors"] == 0 for m in metrics)
+
+
+def test_pairs_from_the_policys_own_samples_resume_and_train_a_reward_model(sft_model: Path, tmp_path: Path) -> None:
+    from posttrain.cli import main
+
+    out = tmp_path / "pairs"
+    args = ["pairs", str(ROOT / "recipes" / "grpo.yaml"), f"model.path={sft_model}",
+            "data.task={name: arithmetic, digits: 2, num_train: 96, num_test: 32}", "logging.progress=false",
+            "--out", str(out), "--samples", "4"]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert 0 < len(rows) <= 96 and (out / "train.progress").read_text() == "96"
+    assert all(r["chosen"] != r["rejected"] for r in rows)
+    assert all(r["chosen"] == r["answer"] for r in rows)  # the verifier put the right answer on top
+    assert main(args) == 0  # finished splits are skipped, nothing is duplicated
+    assert len((out / "train.jsonl").read_text().splitlines()) == len(rows)
+
+    recipe = load_recipe(ROOT / "reward_models" / "arithmetic_rm.yaml", [
+        f"model.path={sft_model}", "data.task=null", f"data.path={out}", "trainer.steps=2", "trainer.eval_every=2",
+        "trainer.eval_samples=32", "trainer.checkpoint_every=0", f"trainer.output_dir={tmp_path / 'rm'}",
+        "logging.progress=false"])
+    assert train(recipe).status == "completed"
+    assert "eval/accuracy" in read_metrics(tmp_path / "rm" / "metrics.jsonl")[-1]
