@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 
 TASK = {"name": "arithmetic", "digits": 2, "num_train": 3000, "num_test": 200,
         "demonstration_flaw": "drop_units_carry"}
+TASK_OVERRIDE = "data.task={" + ", ".join(f"{k}: {v}" for k, v in TASK.items()) + "}"
 TINY = {"hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4,
         "num_attention_heads": 2, "num_key_value_heads": 1}
 

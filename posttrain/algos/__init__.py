@@ -1,6 +1,11 @@
 """Pure math of post-training: advantages, losses, KL estimators, aggregation, presets."""
 
-from posttrain.algos.advantages import broadcast_to_tokens, group_indices, grpo_advantages
+from posttrain.algos.advantages import (
+    broadcast_to_tokens,
+    group_indices,
+    grpo_advantages,
+    uniform_reward_group_fraction,
+)
 from posttrain.algos.aggregation import LOSS_AGG_MODES, aggregate_loss, masked_mean
 from posttrain.algos.bnpo import beta_density, bnpo_advantages, bnpo_decomposed_advantages, fit_normalisation
 from posttrain.algos.decoding import best_of_n_index, best_of_n_kl_bound, vas_logits
@@ -91,5 +96,6 @@ __all__ = [
     "overlong_penalty",
     "positive_example_nll",
     "two_hot_targets",
+    "uniform_reward_group_fraction",
     "zero_advantage_fraction",
 ]

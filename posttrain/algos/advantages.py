@@ -55,3 +55,10 @@ def broadcast_to_tokens(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.T
     """Turn one value per sequence into a ``[B, T]`` matrix, zero outside the mask."""
     return per_sample.to(torch.float32).unsqueeze(-1) * mask.to(torch.float32)
 
+
+def uniform_reward_group_fraction(scores: torch.Tensor, group_ids: Sequence[Hashable]) -> float:
+    """Fraction of groups whose members all scored the same: those group-normalised
+    estimators like GRPO give no gradient, whatever another estimator makes of them."""
+    groups = group_indices(group_ids)
+    same = sum(1 for members in groups if bool((scores[members] == scores[members[0]]).all()))
+    return same / max(len(groups), 1)

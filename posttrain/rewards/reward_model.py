@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from posttrain.config.schema import ModelConfig
+from posttrain.models.loading import load_tokenizer
+from posttrain.models.reward_model import load_reward_model, score_texts
 from posttrain.rewards.base import register_reward
 
 
@@ -17,10 +20,6 @@ class RewardModelReward:
 
     def __init__(self, path: str, device: str = "auto", dtype: str = "float32", batch_size: int = 64,
                  scale: float = 1.0, shift: float = 0.0) -> None:
-        from posttrain.config.schema import ModelConfig
-        from posttrain.models.loading import load_tokenizer
-        from posttrain.models.reward_model import load_reward_model
-
         spec = ModelConfig(path=path, device=device, dtype=dtype)
         self.tokenizer = load_tokenizer(spec)
         self.model = load_reward_model(spec).eval()
@@ -29,7 +28,5 @@ class RewardModelReward:
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
                  **_: Any) -> list[float]:
-        from posttrain.models.reward_model import score_texts
-
         texts = [p + c for p, c in zip(prompts, completions)]
         return (self.scale * score_texts(self.model, self.tokenizer, texts, self.batch_size) + self.shift).tolist()

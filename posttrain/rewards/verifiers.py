@@ -29,25 +29,24 @@ class MathAnswerReward:
     """
 
     def __init__(self, correct: float = 1.0, incorrect: float = 0.0, timeout_s: int = 5) -> None:
-        from math_verify import ExprExtractionConfig, LatexExtractionConfig
+        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
+        self._parse, self._verify = parse, verify
         if int(timeout_s) != timeout_s or timeout_s < 1:
             raise TypeError(f"timeout_s must be a whole number of seconds >= 1, not {timeout_s!r}")
         self.correct, self.incorrect, self.timeout_s = correct, incorrect, int(timeout_s)
         self.config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
 
     def matches(self, completion: str, answer: str) -> bool:
-        from math_verify import parse, verify
-
         timeout = _timeout(self.timeout_s)
-        gold = parse(answer if "$" in answer or "boxed" in answer else f"${answer}$", self.config,
+        gold = self._parse(answer if "$" in answer or "boxed" in answer else f"${answer}$", self.config,
                      parsing_timeout=timeout)
         if not gold:
             raise ValueError(f"math-verify cannot parse the reference answer {answer!r}")
         last_box = completion.rfind("\\boxed")
         final = completion[last_box:] if last_box >= 0 else completion  # a revised answer replaces earlier ones
-        predicted = parse(final, self.config, parsing_timeout=timeout)
-        return bool(predicted) and verify(gold, predicted, timeout_seconds=timeout)
+        predicted = self._parse(final, self.config, parsing_timeout=timeout)
+        return bool(predicted) and self._verify(gold, predicted, timeout_seconds=timeout)
 
     def __call__(self, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
                  **_: Any) -> list[float]:

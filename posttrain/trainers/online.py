@@ -19,13 +19,14 @@ from posttrain.algos import (
     clipped_surrogate,
     compute_advantages,
     entropy_bonus,
+    group_indices,
     kl_penalty,
     masked_mean,
     overlong_penalty,
     positive_example_nll,
+    uniform_reward_group_fraction,
     zero_advantage_fraction,
 )
-from posttrain.algos.advantages import group_indices
 from posttrain.batch import RolloutBatch, concat_batches
 from posttrain.models.loading import load_causal_lm
 from posttrain.rewards import RewardSet, answer_matches
@@ -156,7 +157,7 @@ class OnlineTrainer(Trainer):
             "reward/std": scores.std().item() if len(scores) > 1 else 0.0,
             "accuracy": sum(correct) / len(correct),
             "zero_adv_group_fraction": rounds[0].zero_fraction,
-            "uniform_reward_group_fraction": _uniform_group_fraction(rounds[0].batch),
+            "uniform_reward_group_fraction": uniform_reward_group_fraction(rounds[0].batch.scores, rounds[0].batch.group_ids),
         }
         for name in rounds[0].scored.components:
             metrics[f"reward/{name}"] = torch.cat([r.scored.components[name] for r in rounds]).mean().item()
@@ -248,10 +249,3 @@ class OnlineTrainer(Trainer):
         })
         return loss, stats
 
-
-def _uniform_group_fraction(batch: RolloutBatch) -> float:
-    """Groups whose samples all scored the same: those GRPO gives no gradient, whatever
-    the estimator in use makes of them."""
-    groups = group_indices(batch.group_ids)
-    same = sum(1 for g in groups if bool((batch.scores[g] == batch.scores[g[0]]).all()))
-    return same / max(len(groups), 1)

@@ -12,7 +12,7 @@ from posttrain.config import load_recipe
 from posttrain.models.loading import load_causal_lm
 from posttrain.trainers import train
 from posttrain.trainers.metrics import read_metrics
-from tests.conftest import TASK
+from tests.conftest import TASK_OVERRIDE
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +20,7 @@ RECIPES = Path(__file__).parents[2] / "recipes"
 
 
 def _overrides(sft_model: Path, out: Path, steps: int) -> list[str]:
-    task = ", ".join(f"{k}: {v}" for k, v in TASK.items())
-    return [f"model.path={sft_model}", f"data.task={{{task}}}", f"trainer.steps={steps}", "trainer.eval_every=0",
+    return [f"model.path={sft_model}", TASK_OVERRIDE, f"trainer.steps={steps}", "trainer.eval_every=0",
             "trainer.checkpoint_every=0", f"trainer.output_dir={out}", "logging.progress=false"]
 
 

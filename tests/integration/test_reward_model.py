@@ -14,12 +14,11 @@ from posttrain.models.reward_model import score_texts
 from posttrain.trainers import train
 from posttrain.trainers.metrics import read_metrics
 from posttrain.trainers.reward_model import usable_pairs
-from tests.conftest import TASK
+from tests.conftest import TASK_OVERRIDE
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[2]
-TASK_OVERRIDE = "data.task={" + ", ".join(f"{k}: {v}" for k, v in TASK.items()) + "}"
 
 
 def test_pairs_with_empty_or_identical_sides_are_dropped_and_counted() -> None:
