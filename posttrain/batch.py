@@ -110,3 +110,20 @@ def _pad_columns(tensor: torch.Tensor, width: int, left: bool) -> torch.Tensor:
         return tensor
     pad = torch.zeros(tensor.shape[0], missing, dtype=tensor.dtype, device=tensor.device)
     return torch.cat([pad, tensor] if left else [tensor, pad], dim=1)
+
+
+def prompt_completion_batch(prompts: list[list[int]], completions: list[list[int]], pad: int,
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-padded prompts followed by right-padded completions, as the rollout engine lays them out:
+    (input ids [B, P + C], attention mask [B, P + C], completion mask [B, C])."""
+    p_width, c_width = max(map(len, prompts)), max(1, max(map(len, completions)))
+    rows = len(prompts)
+    ids = torch.full((rows, p_width + c_width), pad, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    completion_mask = torch.zeros((rows, c_width), dtype=torch.long)
+    for row, (p, c) in enumerate(zip(prompts, completions)):
+        ids[row, p_width - len(p) : p_width] = torch.as_tensor(p, dtype=torch.long)
+        ids[row, p_width : p_width + len(c)] = torch.as_tensor(c, dtype=torch.long)
+        attention[row, p_width - len(p) : p_width + len(c)] = 1
+        completion_mask[row, : len(c)] = 1
+    return ids, attention, completion_mask

@@ -1,4 +1,4 @@
-"""``posttrain`` command line: train | config | algos | pairs | merge | plot | quickstart."""
+"""``posttrain`` command line: train | config | algos | pairs | qrpo-prep | merge | plot | quickstart."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     pairs.add_argument("--no-gold", action="store_true",
                        help="never use the reference answer as 'chosen' when no sample beats the others")
 
+    qrpo = commands.add_parser("qrpo-prep", help="QRPO data: score reference-policy samples per prompt beside the "
+                                                "dataset's completions")
+    qrpo.add_argument("recipe", help="recipe naming the reference policy (model or reference.path), data, sampling "
+                                     "(rollout) and rewards")
+    qrpo.add_argument("overrides", nargs="*", help="key.path=value overrides")
+    qrpo.add_argument("--out", required=True, help="folder for <split>.jsonl (usable as data.path)")
+    qrpo.add_argument("--samples", type=int, default=6, help="reference completions sampled and scored per prompt")
+    qrpo.add_argument("--splits", nargs="+", default=["train", "test"])
+
     merge = commands.add_parser("merge", help="fold a LoRA checkpoint into a full transformers model")
     merge.add_argument("checkpoint", help="checkpoint folder, or a run folder (its newest complete checkpoint)")
     merge.add_argument("--out", required=True, help="folder to write the merged model to")
@@ -56,6 +65,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (ValueError, RuntimeError, OSError) as err:
+        if not isinstance(err, _user_errors()):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that describe bad input (a file, a field, a model): printed, not a traceback."""
+    from posttrain.data.loading import DataError
+    from posttrain.models.loading import ModelLoadError
+    from posttrain.rewards.base import RewardError
+
+    return DataError, ModelLoadError, RewardError, FileNotFoundError, FileExistsError
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -74,15 +97,16 @@ def _dispatch(args: argparse.Namespace) -> int:
                                      tuple(args.splits), gold_chosen=not args.no_gold)
         print(", ".join(f"{split}: {n} pairs" for split, n in counts.items()) + f" in {args.out}")
         return 0
+    if args.command == "qrpo-prep":
+        from posttrain.data.qrpo_prep import write_qrpo_data
+
+        counts = write_qrpo_data(load_recipe(args.recipe, args.overrides), args.out, args.samples, tuple(args.splits))
+        print(", ".join(f"{split}: {n} rows" for split, n in counts.items()) + f" in {args.out}")
+        return 0
     if args.command == "merge":
-        from posttrain.models.loading import ModelLoadError
         from posttrain.models.lora import merge_lora_checkpoint
 
-        try:
-            print(f"merged model written to {merge_lora_checkpoint(args.checkpoint, args.out)}")
-        except ModelLoadError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        print(f"merged model written to {merge_lora_checkpoint(args.checkpoint, args.out)}")
         return 0
     if args.command == "plot":
         from posttrain.plotting import plot_runs
@@ -91,16 +115,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "train":
         recipe = load_recipe(args.recipe, args.overrides)
-        from posttrain.data.loading import DataError
-        from posttrain.models.loading import ModelLoadError
-        from posttrain.rewards.base import RewardError
         from posttrain.trainers import train
 
-        try:
-            result = train(recipe)
-        except (DataError, ModelLoadError, RewardError, FileNotFoundError, FileExistsError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        result = train(recipe)
         print(f"{result.status} at step {result.step}; metrics in {result.output_dir}; checkpoint {result.checkpoint}"
               + (f"\nreason: {result.reason}" if result.reason else ""))
         return 0 if result.status == "completed" else 1

@@ -29,7 +29,7 @@ from posttrain.algos.kl import KL_ESTIMATORS, kl_penalty
 from posttrain.algos.lens import LensAdvantages, lens_advantages, normalised_confidence
 from posttrain.algos.mapo import mapo_advantages, mapo_mixing_weight
 from posttrain.algos.policy_loss import ClippedSurrogate, clipped_surrogate
-from posttrain.algos.preference import PreferenceLoss, dpo_loss, dpo_pair_weight, ipo_loss
+from posttrain.algos.preference import PreferenceLoss, dpo_loss, dpo_pair_weight, ipo_loss, simpo_loss
 from posttrain.algos.qrpo import TRANSFORMS, qrpo_loss, quantile_reward, transformed_reward
 from posttrain.algos.registry import PRESETS, Preset, get_preset
 from posttrain.algos.terms import entropy_bonus, overlong_penalty, positive_example_nll
@@ -51,6 +51,7 @@ __all__ = [
     "dpo_pair_weight",
     "ipo_loss",
     "qrpo_loss",
+    "simpo_loss",
     "quantile_reward",
     "transformed_reward",
     "vas_logits",

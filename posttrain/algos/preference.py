@@ -1,6 +1,6 @@
 """Offline pairwise preference losses (ALGORITHMS.md §8.1–§8.3): DPO with label smoothing,
-IPO with optional length normalisation; Pre-DPO is DPO whose reference log-probs come
-from a guide model.
+IPO with optional length normalisation, and the reference-free SimPO that Pre-DPO may use
+to train its guide; Pre-DPO itself is DPO whose reference log-probs come from the guide.
 
 Inputs are per-pair **sums** of completion token log-probs under the policy and the
 reference ([B] each). Every function returns the per-pair losses and the statistics the
@@ -79,3 +79,20 @@ def ipo_loss(
         h = rho_c - rho_r
     losses = (h - 1.0 / (2.0 * tau)) ** 2
     return PreferenceLoss(losses, (tau * rho_c).detach(), (tau * rho_r).detach(), h.detach())
+
+
+def simpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    beta: float = 2.0,
+    gamma: float = 0.5,
+) -> PreferenceLoss:
+    """``−log σ(β·(logp_c/|y_c| − logp_r/|y_r|) − γ)``: no reference model; the implicit reward
+    is the length-normalised log-likelihood (Meng, Xia, Chen 2024, SimPO, arXiv 2405.14734)."""
+    reward_c = policy_chosen / chosen_lengths.clamp(min=1)
+    reward_r = policy_rejected / rejected_lengths.clamp(min=1)
+    h = reward_c - reward_r
+    losses = -F.logsigmoid(beta * h - gamma)
+    return PreferenceLoss(losses, (beta * reward_c).detach(), (beta * reward_r).detach(), h.detach())

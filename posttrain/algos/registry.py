@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Family = Literal["online", "sft", "reward_model"]
+Family = Literal["online", "sft", "reward_model", "preference", "qrpo"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,41 @@ PRESETS: dict[str, Preset] = {
         "gradient (weight α = 0.25); mixed groups are GRPO-normalised.",
         source="Feng et al. 2025, LENS (arXiv 2510.08696)",
         switches={"advantage_estimator": "lens", "lens_negative_weight": 0.25, **_GRPO_LOSS},
+    ),
+    "dpo": Preset(
+        family="preference",
+        description="Direct preference optimisation: −log σ(β·h), h the chosen-minus-rejected log-ratio to the "
+        "reference; label_smoothing gives conservative DPO.",
+        source="Rafailov et al. 2023, DPO (arXiv 2305.18290)",
+        switches={"preference_loss": "dpo", "beta": 0.1},
+    ),
+    "ipo": Preset(
+        family="preference",
+        description="Regresses the log-ratio margin onto 1/(2τ) (τ = beta), each log-ratio divided by its "
+        "completion length as TRL does (ipo_length_normalize).",
+        source="Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human Preferences "
+        "(arXiv 2310.12036)",
+        switches={"preference_loss": "ipo", "beta": 0.1},
+    ),
+    "simpo": Preset(
+        family="preference",
+        description="Reference-free: −log σ(β·(logp_c/|y_c| − logp_r/|y_r|) − γ).",
+        source="Meng, Xia, Chen 2024, SimPO (arXiv 2405.14734)",
+        switches={"preference_loss": "simpo", "beta": 2.0, "simpo_gamma": 0.5},
+    ),
+    "pre_dpo": Preset(
+        family="preference",
+        description="Two stages: DPO trains a guide from the initial model; DPO then restarts from the initial "
+        "model with the guide as reference, which re-weights pairs by what the guide learned.",
+        source="Pan et al. 2025, Pre-DPO (arXiv 2504.15843)",
+        switches={"preference_loss": "dpo", "beta": 0.1, "guide": "dpo"},
+    ),
+    "qrpo": Preset(
+        family="qrpo",
+        description="Pointwise regression of β·log(π/π_ref) onto the quantile reward (among reference-policy "
+        "samples' rewards) minus β·log Z, which is known in closed form.",
+        source="Matrenok, Moalla, Gulcehre 2025, QRPO (arXiv 2507.08068)",
+        switches={"beta": 0.1, "qrpo_transform": "identity", "qrpo_loss_type": "mse"},
     ),
     "sft": Preset(
         family="sft",

@@ -108,6 +108,13 @@ class DataConfig(Section):
     completion_field: str = Field("completion", description="Column holding the demonstration SFT imitates.")
     chosen_field: str = Field("chosen", description="Column holding the preferred completion of a pair.")
     rejected_field: str = Field("rejected", description="Column holding the dispreferred completion of a pair.")
+    reward_field: str = Field("reward", description="Column holding a completion's reward (QRPO's pointwise data).")
+    ref_rewards_field: str = Field(
+        "ref_rewards", description="Column holding rewards of reference-policy samples for the prompt (QRPO)."
+    )
+    max_completion_length: int | None = Field(
+        None, gt=0, description="Offline training: cut completions to this many tokens (default: what the context leaves)."
+    )
     chat_template: bool = Field(False, description="Wrap prompts in the tokenizer's chat template.")
     system_prompt: str | None = Field(None, description="System message placed before each prompt (chat template only).")
     max_prompt_length: int | None = Field(None, gt=0, description="Reject prompts longer than this many tokens.")
@@ -166,6 +173,25 @@ class AlgorithmConfig(Section):
         None, gt=0, description="DAPO overlong penalty: the last N tokens before max_new_tokens cost up to the factor."
     )
     overlong_penalty_factor: float = Field(1.0, ge=0, description="Reward lost by a response at max_new_tokens.")
+    preference_loss: Literal["dpo", "ipo", "simpo"] = Field(
+        "dpo", description="Pairwise offline loss: DPO (sigmoid), IPO (squared margin) or reference-free SimPO."
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="DPO: conservative label smoothing ε (cDPO).")
+    ipo_length_normalize: bool = Field(
+        True, description="IPO: divide each log-ratio by its completion's token count first (as TRL)."
+    )
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO: target margin γ between length-normalised rewards.")
+    guide: Literal["none", "dpo", "simpo"] = Field(
+        "none", description="Pre-DPO: stage 1 trains a guide with this loss; stage 2 restarts from the initial "
+        "model with the guide as reference."
+    )
+    guide_beta: float | None = Field(None, gt=0, description="Pre-DPO: β of the guide stage (default: beta).")
+    guide_steps: int | None = Field(None, gt=0, description="Pre-DPO: steps of the guide stage (default: trainer.steps).")
+    guide_lr: float | None = Field(None, gt=0, description="Pre-DPO: learning rate of the guide stage (default: trainer.lr).")
+    qrpo_transform: Literal["identity", "log", "normal-icdf", "scaled-normal-icdf"] = Field(
+        "identity", description="QRPO: transform of the quantile reward (each with its closed-form log Z)."
+    )
+    qrpo_loss_type: Literal["mse", "mae"] = Field("mse", description="QRPO: squared or absolute regression residual.")
 
     @model_validator(mode="after")
     def _apply_preset(self) -> AlgorithmConfig:
@@ -198,6 +224,18 @@ class AlgorithmConfig(Section):
             bnpo_components=tuple(self.bnpo_components),
             bnpo_reward_range=self.bnpo_reward_range,
         )
+
+
+class ReferenceConfig(Section):
+    path: str | None = Field(
+        None, description="Reference (or Pre-DPO guide) weights; default: the policy's initial weights."
+    )
+    logprob_cache: bool = Field(
+        True, description="Offline training: compute reference log-probs once per dataset and reuse them across runs."
+    )
+    cache_dir: str | None = Field(
+        None, description="Where cached reference log-probs live (default: $POSTTRAIN_CACHE or ~/.cache/posttrain)."
+    )
 
 
 class RolloutConfig(Section):
@@ -285,6 +323,7 @@ class Recipe(Section):
     model: ModelConfig = Field(description="Policy weights and how to hold them.")
     data: DataConfig = Field(description="Training and evaluation data.")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Algorithm preset and switches.")
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig, description="The frozen reference model.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="How responses are sampled.")
     rewards: list[RewardConfig] = Field(
         default_factory=lambda: [RewardConfig()], description="Rewards summed with their weights."
@@ -317,4 +356,15 @@ class Recipe(Section):
                     "rollout.num_generations must be >= 2 for group advantages "
                     "(or set algorithm.allow_singleton_groups=true)"
                 )
+        if self.algorithm.family in ("preference", "qrpo"):
+            algo = self.algorithm
+            if algo.beta <= 0:
+                raise ValueError(f"algorithm.beta must be > 0 for {algo.name} (it scales the log-ratios); got {algo.beta}")
+            if algo.guide != "none":
+                if algo.preference_loss != "dpo":
+                    raise ValueError(f"algorithm.guide={algo.guide!r} (Pre-DPO) trains its second stage with DPO; "
+                                     f"algorithm.preference_loss={algo.preference_loss!r} cannot be combined with it")
+                if self.reference.path is not None:
+                    raise ValueError("algorithm.guide trains the reference of the second stage; "
+                                     "reference.path cannot be set as well")
         return self

@@ -49,14 +49,29 @@ def load_rows(spec: DataConfig, split: str, required: tuple[str, ...]) -> tuple[
                 )
             if field == spec.answer_field and isinstance(value, (int, float)):
                 continue
+            if isinstance(value, list) and field in (spec.prompt_field, spec.chosen_field, spec.rejected_field,
+                                                     spec.completion_field):
+                _check_messages(value, f"{origin}: row {index} field {field!r}")
+                continue
             may_be_empty = (spec.answer_field, spec.chosen_field, spec.rejected_field)  # trainers drop and count those
             if not isinstance(value, str) or (field not in may_be_empty and not value):
                 raise DataError(f"{origin}: row {index} field {field!r} must be a non-empty string, got {value!r}")
     return rows, origin
 
 
+def _check_messages(value: list[Any], where: str) -> None:
+    """A chat conversation: a non-empty list of {role, content} string pairs."""
+    if not value:
+        raise DataError(f"{where}: an empty list of chat messages")
+    for message in value:
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            raise DataError(f"{where}: chat messages must be {{'role': str, 'content': str}} objects; got {message!r}")
+
+
 def _config_key(spec: DataConfig, field: str) -> str:
-    for key in ("prompt_field", "answer_field", "completion_field"):
+    for key in ("prompt_field", "answer_field", "completion_field", "chosen_field", "rejected_field", "reward_field",
+                "ref_rewards_field"):
         if getattr(spec, key) == field:
             return key
     return field

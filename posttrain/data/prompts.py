@@ -22,14 +22,29 @@ class Example:
     fields: dict[str, Any] = field(default_factory=dict)  # the whole source row, for rewards that need more
 
 
-def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, spec: DataConfig) -> str:
-    if not spec.chat_template:
+Messages = list[dict[str, str]]
+
+
+def uses_chat_template(prompt: str | Messages, spec: DataConfig) -> bool:
+    """Chat-message prompts always go through the template; plain strings when data.chat_template is set."""
+    return isinstance(prompt, list) or spec.chat_template
+
+
+def prompt_messages(prompt: str | Messages, spec: DataConfig) -> Messages:
+    """The conversation a prompt stands for, with data.system_prompt first unless it brings its own."""
+    messages = list(prompt) if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+    if spec.system_prompt and not (messages and messages[0].get("role") == "system"):
+        messages.insert(0, {"role": "system", "content": spec.system_prompt})
+    return messages
+
+
+def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str | Messages, spec: DataConfig) -> str:
+    if not uses_chat_template(prompt, spec):
+        assert isinstance(prompt, str)
         return prompt
     if tokenizer.chat_template is None:
-        raise DataError("data.chat_template=true but the tokenizer has no chat template")
-    messages = [{"role": "system", "content": spec.system_prompt}] if spec.system_prompt else []
-    messages.append({"role": "user", "content": prompt})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        raise DataError("chat-message prompts (or data.chat_template=true) need a tokenizer with a chat template")
+    return tokenizer.apply_chat_template(prompt_messages(prompt, spec), tokenize=False, add_generation_prompt=True)
 
 
 def tokenize_examples(
@@ -46,8 +61,9 @@ def tokenize_examples(
         limit = min(limit, spec.max_prompt_length)
     examples = []
     for index, row in enumerate(rows):
-        text = render_prompt(tokenizer, row[spec.prompt_field], spec)
-        ids = tokenizer(text, add_special_tokens=not spec.chat_template)["input_ids"]
+        prompt = row[spec.prompt_field]
+        text = render_prompt(tokenizer, prompt, spec)
+        ids = tokenizer(text, add_special_tokens=not uses_chat_template(prompt, spec))["input_ids"]
         if len(ids) > limit:
             raise DataError(
                 f"{origin}: row {index} prompt is {len(ids)} tokens; the limit is {limit} "

@@ -5,10 +5,13 @@ from __future__ import annotations
 from posttrain.config.schema import Recipe
 from posttrain.trainers.base import RunResult, Trainer
 from posttrain.trainers.online import OnlineTrainer
+from posttrain.trainers.preference import PreferenceTrainer
+from posttrain.trainers.qrpo import QRPOTrainer
 from posttrain.trainers.reward_model import RewardModelTrainer
 from posttrain.trainers.sft import SFTTrainer
 
-TRAINERS: dict[str, type[Trainer]] = {"online": OnlineTrainer, "sft": SFTTrainer, "reward_model": RewardModelTrainer}
+TRAINERS: dict[str, type[Trainer]] = {"online": OnlineTrainer, "sft": SFTTrainer, "reward_model": RewardModelTrainer,
+                                      "preference": PreferenceTrainer, "qrpo": QRPOTrainer}
 
 
 def build_trainer(recipe: Recipe) -> Trainer:
@@ -16,7 +19,13 @@ def build_trainer(recipe: Recipe) -> Trainer:
 
 
 def train(recipe: Recipe) -> RunResult:
+    """Run a recipe to the end; a Pre-DPO recipe (``algorithm.guide``) runs its two stages."""
+    if recipe.algorithm.guide != "none":
+        from posttrain.trainers.pre_dpo import run_pre_dpo
+
+        return run_pre_dpo(recipe)
     return build_trainer(recipe).run()
 
 
-__all__ = ["TRAINERS", "OnlineTrainer", "RunResult", "SFTTrainer", "Trainer", "build_trainer", "train"]
+__all__ = ["TRAINERS", "OnlineTrainer", "PreferenceTrainer", "QRPOTrainer", "RunResult", "SFTTrainer", "Trainer",
+           "build_trainer", "train"]

@@ -82,8 +82,7 @@ class Trainer:
         context = getattr(self.model.config, "max_position_embeddings", None) or 10**9
         data = self.recipe.data
         train_rows, origin = load_rows(data, data.split, self.required_fields)
-        self.examples = tokenize_examples(train_rows, origin, self.tokenizer, data, context,
-                                          self.reserved_response_tokens())
+        self.examples = self.build_examples(train_rows, origin, context)
         self.eval_examples: list[Example] = []
         if self.cfg.eval_every:
             eval_rows, eval_origin = load_rows(data, data.eval_split, self.eval_fields)
@@ -111,6 +110,11 @@ class Trainer:
 
     def setup_family(self) -> None:
         """Family-specific set-up after the policy and optimiser exist (reference model, etc.)."""
+
+    def build_examples(self, rows: list[dict[str, Any]], origin: str, context: int) -> list[Any]:
+        """What the training split becomes; the sampler draws indices into it."""
+        return tokenize_examples(rows, origin, self.tokenizer, self.recipe.data, context,
+                                 self.reserved_response_tokens())
 
     @property
     def eval_fields(self) -> tuple[str, ...]:

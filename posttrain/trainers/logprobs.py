@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
+from posttrain.batch import prompt_completion_batch
+
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions that skip left padding, as ``generate`` assigns them."""
@@ -41,3 +43,17 @@ def response_logprobs(
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
     return token_logp, entropy
+
+
+def completion_logp_sums(
+    model: PreTrainedModel,
+    prompts: list[list[int]],
+    completions: list[list[int]],
+    pad: int,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_t log π(completion_t | prompt, completion_<t) per row ([B], float32) and completion lengths ([B])."""
+    ids, attention, completion_mask = prompt_completion_batch(prompts, completions, pad)
+    mask = completion_mask.to(device).float()
+    token_logp, _ = response_logprobs(model, ids.to(device), attention.to(device), mask.shape[1])
+    return (token_logp * mask).sum(dim=-1), mask.sum(dim=-1)

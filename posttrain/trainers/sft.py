@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import torch
-
 from posttrain.algos import aggregate_loss
+from posttrain.batch import prompt_completion_batch
 from posttrain.trainers.base import Trainer
 from posttrain.trainers.logprobs import response_logprobs
 
@@ -31,7 +30,9 @@ class SFTTrainer(Trainer):
     def train_step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         indices = self.sampler.next_batch(self.cfg.batch_size)
-        input_ids, attention_mask, completion_mask = self._collate(indices)
+        input_ids, attention_mask, completion_mask = prompt_completion_batch(
+            [self.examples[i].prompt_ids for i in indices], [self.completion_ids[i] for i in indices],
+            self.tokenizer.pad_token_id)
         device = self.accelerator.device
         width = completion_mask.shape[1]
         logp, _ = response_logprobs(self.model, input_ids.to(device), attention_mask.to(device), width)
@@ -46,20 +47,3 @@ class SFTTrainer(Trainer):
             "time/step_s": elapsed,
             "throughput/tokens_per_s": float(attention_mask.sum()) / elapsed,
         }
-
-    def _collate(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Left-padded prompts followed by right-padded completions, as the rollout engine lays them out."""
-        pad = self.tokenizer.pad_token_id
-        prompts = [self.examples[i].prompt_ids for i in indices]
-        completions = [self.completion_ids[i] for i in indices]
-        p_width, c_width = max(map(len, prompts)), max(map(len, completions))
-        rows = len(indices)
-        ids = torch.full((rows, p_width + c_width), pad, dtype=torch.long)
-        attention = torch.zeros_like(ids)
-        completion_mask = torch.zeros((rows, c_width), dtype=torch.long)
-        for row, (p, c) in enumerate(zip(prompts, completions)):
-            ids[row, p_width - len(p) : p_width] = torch.as_tensor(p)
-            ids[row, p_width : p_width + len(c)] = torch.as_tensor(c)
-            attention[row, p_width - len(p) : p_width + len(c)] = 1
-            completion_mask[row, : len(c)] = 1
-        return ids, attention, completion_mask

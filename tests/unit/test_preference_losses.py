@@ -11,6 +11,7 @@ from posttrain.algos import (
     ipo_loss,
     qrpo_loss,
     quantile_reward,
+    simpo_loss,
     transformed_reward,
 )
 
@@ -64,6 +65,15 @@ def test_pre_dpo_guide_reweights_pairs() -> None:
     reversed_by_guide = dpo_loss(t(-20.0), t(-22.0), t(-24.0), t(-20.0), beta=0.05)
     assert reversed_by_guide.losses.item() == pytest.approx(0.5543552, abs=1e-6)
     assert dpo_pair_weight(t(-20.0), t(-22.0), t(-24.0), t(-20.0), 0.05).item() == pytest.approx(0.4255575, abs=1e-6)
+
+
+def test_simpo_length_normalised_margin() -> None:
+    # rewards -10/5 = -2 and -12/4 = -3: β·1 − γ = 1.5 → log(1 + e^{-1.5})
+    out = simpo_loss(t(-10.0), t(-12.0), t(5.0), t(4.0), beta=2.0, gamma=0.5)
+    assert out.losses.item() == pytest.approx(0.2014133, abs=1e-6)
+    assert (out.chosen_rewards.item(), out.rejected_rewards.item()) == pytest.approx((-4.0, -6.0))
+    # an empty completion counts as one token rather than dividing by zero
+    assert torch.isfinite(simpo_loss(t(0.0), t(-1.0), t(0.0), t(1.0)).losses).all()
 
 
 def test_qrpo_quantile_with_ties() -> None:
