@@ -30,6 +30,8 @@ class RolloutBatch:
     ref_logp: torch.Tensor | None = None
     scores: torch.Tensor | None = None
     advantages: torch.Tensor | None = None
+    values: torch.Tensor | None = None  # [B, T] critic values at rollout time (critic family)
+    returns: torch.Tensor | None = None  # [B, T] the critic's targets
     metadata: dict[str, list[Any]] = field(default_factory=dict)
 
     def __len__(self) -> int:

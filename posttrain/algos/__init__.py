@@ -5,6 +5,7 @@ from posttrain.algos.advantages import (
     group_indices,
     grpo_advantages,
     uniform_reward_group_fraction,
+    zero_advantage_fraction,
 )
 from posttrain.algos.aggregation import LOSS_AGG_MODES, aggregate_loss, masked_mean
 from posttrain.algos.bnpo import beta_density, bnpo_advantages, bnpo_decomposed_advantages, fit_normalisation
@@ -15,7 +16,6 @@ from posttrain.algos.estimators import (
     Advantages,
     GroupRollout,
     compute_advantages,
-    zero_advantage_fraction,
 )
 from posttrain.algos.gae import (
     explained_variance,
@@ -25,7 +25,7 @@ from posttrain.algos.gae import (
     masked_whiten,
     outcome_token_rewards,
 )
-from posttrain.algos.kl import KL_ESTIMATORS, kl_penalty
+from posttrain.algos.kl import KL_ESTIMATORS, adaptive_kl_coef, kl_penalty
 from posttrain.algos.lens import LensAdvantages, lens_advantages, normalised_confidence
 from posttrain.algos.mapo import mapo_advantages, mapo_mixing_weight
 from posttrain.algos.policy_loss import ClippedSurrogate, clipped_surrogate
@@ -65,6 +65,7 @@ __all__ = [
     "GroupRollout",
     "LensAdvantages",
     "Preset",
+    "adaptive_kl_coef",
     "aggregate_loss",
     "beta_density",
     "bnpo_advantages",

@@ -62,3 +62,11 @@ def uniform_reward_group_fraction(scores: torch.Tensor, group_ids: Sequence[Hash
     groups = group_indices(group_ids)
     same = sum(1 for members in groups if bool((scores[members] == scores[members[0]]).all()))
     return same / max(len(groups), 1)
+
+
+def zero_advantage_fraction(advantages: torch.Tensor, group_ids: Sequence[Hashable]) -> float:
+    """Fraction of groups in which every advantage (per sample [B], or per token [B, T]) is exactly
+    zero: those groups carry no policy gradient."""
+    groups = group_indices(group_ids)
+    flat = sum(1 for members in groups if bool((advantages[members] == 0).all()))
+    return flat / max(len(groups), 1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from posttrain.algos.advantages import group_indices, grpo_advantages
+from posttrain.algos.advantages import grpo_advantages
 from posttrain.algos.bnpo import bnpo_advantages, bnpo_decomposed_advantages
 from posttrain.algos.lens import ImportanceConfidence, lens_advantages
 from posttrain.algos.mapo import mapo_advantages
@@ -90,12 +90,3 @@ def compute_advantages(name: str, rollout: GroupRollout, options: AdvantageOptio
     except KeyError:
         raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}") from None
     return estimator(rollout, options)
-
-
-def zero_advantage_fraction(advantages: Advantages, group_ids: Sequence[Hashable]) -> float:
-    """Fraction of groups in which every sample's weighted advantage is exactly zero:
-    those groups carry no policy gradient."""
-    groups = group_indices(group_ids)
-    weighted = advantages.weighted
-    flat = sum(1 for members in groups if bool((weighted[members] == 0).all()))
-    return flat / max(len(groups), 1)

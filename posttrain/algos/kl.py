@@ -27,3 +27,10 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: KLEstimato
         inner = torch.clamp(ref_logp - logp, min=-20.0, max=20.0)
         return torch.clamp(torch.exp(inner) - inner - 1.0, min=-10.0, max=10.0)
     raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {KL_ESTIMATORS}")
+
+
+def adaptive_kl_coef(beta: float, kl: float, target: float, num_sequences: int, horizon: int) -> float:
+    """The adaptive KL controller's next β (Ziegler et al. 2019; verl ``AdaptiveKLController``):
+    ``β·(1 + clip(KL/target − 1, −0.2, 0.2)·n/horizon)``, n the sequences of this step."""
+    error = min(max(kl / target - 1.0, -0.2), 0.2)
+    return beta * (1.0 + error * num_sequences / horizon)

@@ -70,6 +70,35 @@ PRESETS: dict[str, Preset] = {
         source="Feng et al. 2025, LENS (arXiv 2510.08696)",
         switches={"advantage_estimator": "lens", "lens_negative_weight": 0.25, **_GRPO_LOSS},
     ),
+    "ppo": Preset(
+        family="online",
+        description="Critic-based: outcome reward on the last token (KL to the reference shaped into the token "
+        "rewards when beta > 0), GAE λ = 0.95 for policy and critic, whitened advantages, clipped surrogate "
+        "and clipped value loss.",
+        source="Schulman et al. 2017 (arXiv 1707.06347); Ouyang et al. 2022, InstructGPT (arXiv 2203.02155)",
+        switches={"advantage_estimator": "gae", "gae_lambda_policy": 0.95, "gae_lambda_value": 0.95,
+                  "whiten_advantages": True, "loss_agg_mode": "token-mean", "clip_ratio_low": 0.2,
+                  "clip_ratio_high": 0.2, "value_clip": 0.2, "kl_placement": "reward"},
+    ),
+    "vc_ppo": Preset(
+        family="online",
+        description="PPO with value pretraining (the critic alone fits the frozen policy's rollouts first) and "
+        "decoupled GAE: Monte-Carlo targets (λ = 1) for the critic, λ = 0.95 for the policy.",
+        source="Yuan et al. 2025, VC-PPO (arXiv 2503.01491)",
+        switches={"advantage_estimator": "gae", "gae_lambda_policy": 0.95, "gae_lambda_value": 1.0,
+                  "whiten_advantages": True, "loss_agg_mode": "token-mean", "clip_ratio_low": 0.2,
+                  "clip_ratio_high": 0.2, "value_clip": None, "kl_placement": "reward", "value_warmup_steps": 50},
+    ),
+    "vapo": Preset(
+        family="online",
+        description="VC-PPO plus length-adaptive λ_policy = 1 − 1/(α·l), token-level loss, clip-higher, the NLL of "
+        "correct samples (μ = 0.1) and group sampling (several samples per prompt).",
+        source="Yue et al. 2025, VAPO (arXiv 2504.05118)",
+        switches={"advantage_estimator": "gae", "gae_lambda_policy": 0.95, "gae_lambda_value": 1.0,
+                  "length_adaptive_alpha": 0.05, "whiten_advantages": True, "loss_agg_mode": "token-mean",
+                  "clip_ratio_low": 0.2, "clip_ratio_high": 0.28, "positive_nll_coef": 0.1, "value_clip": None,
+                  "kl_placement": "reward", "value_warmup_steps": 50},
+    ),
     "dpo": Preset(
         family="preference",
         description="Direct preference optimisation: −log σ(β·h), h the chosen-minus-rejected log-ratio to the "

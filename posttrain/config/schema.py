@@ -130,8 +130,8 @@ class AlgorithmConfig(Section):
     """A preset name plus any switch to override; unset switches take the preset's value."""
 
     name: str = Field("grpo", description="Algorithm preset (see `posttrain algos`).")
-    advantage_estimator: Literal["grpo", "mapo", "bnpo", "lens"] = Field(
-        "grpo", description="How per-sample advantages are computed from rewards."
+    advantage_estimator: Literal["grpo", "mapo", "bnpo", "lens", "gae"] = Field(
+        "grpo", description="How advantages are computed: from the group's rewards, or per token by GAE with a critic."
     )
     norm_adv_by_std: bool = Field(True, description="Divide group-centred rewards by the group std (off = Dr.GRPO).")
     advantage_epsilon: float = Field(1e-6, gt=0, description="ε added to the group std.")
@@ -173,6 +173,28 @@ class AlgorithmConfig(Section):
         None, gt=0, description="DAPO overlong penalty: the last N tokens before max_new_tokens cost up to the factor."
     )
     overlong_penalty_factor: float = Field(1.0, ge=0, description="Reward lost by a response at max_new_tokens.")
+    gamma: float = Field(1.0, gt=0, le=1, description="GAE: discount γ.")
+    gae_lambda_policy: float = Field(0.95, ge=0, le=1, description="GAE: λ of the policy's advantages.")
+    gae_lambda_value: float = Field(
+        0.95, ge=0, le=1, description="GAE: λ of the critic's targets (1.0 = Monte-Carlo returns; decoupled GAE)."
+    )
+    length_adaptive_alpha: float | None = Field(
+        None, gt=0, description="VAPO: per-response λ_policy = 1 − 1/(α·length), clamped to [0, 1]; off when unset."
+    )
+    whiten_advantages: bool = Field(True, description="GAE: whiten advantages over the batch's valid tokens.")
+    value_clip: float | None = Field(
+        0.2, gt=0, description="Clip range ε_v of the scalar value loss around the rollout-time values; unset = none."
+    )
+    value_warmup_steps: int = Field(
+        0, ge=0, description="Steps at the start that train only the critic on the frozen policy's rollouts (VC-PPO)."
+    )
+    value_warmup_min_explained_variance: float | None = Field(
+        None, le=1, description="End the value warm-up early once the critic's explained variance reaches this."
+    )
+    kl_target: float | None = Field(
+        None, gt=0, description="Adaptive KL controller: steer beta so the measured KL approaches this; off when unset."
+    )
+    kl_horizon: int = Field(10000, gt=0, description="Adaptive KL controller: horizon in sequences.")
     preference_loss: Literal["dpo", "ipo", "simpo"] = Field(
         "dpo", description="Pairwise offline loss: DPO (sigmoid), IPO (squared margin) or reference-free SimPO."
     )
@@ -224,6 +246,27 @@ class AlgorithmConfig(Section):
             bnpo_components=tuple(self.bnpo_components),
             bnpo_reward_range=self.bnpo_reward_range,
         )
+
+
+class CriticConfig(Section):
+    path: str | None = Field(
+        None, description="Critic initial weights: a saved critic, a reward model or any causal LM; "
+        "default the policy's initial weights (with a fresh value head)."
+    )
+    head: Literal["scalar", "hl_gauss", "two_hot"] = Field(
+        "scalar", description="Value head: one scalar per token, or a categorical distribution over bins."
+    )
+    num_bins: int = Field(51, ge=2, description="Categorical head: number of bins.")
+    v_min: float = Field(-0.5, description="Categorical head: lowest value of the support.")
+    v_max: float = Field(1.5, description="Categorical head: highest value of the support.")
+    lr: float | None = Field(None, gt=0, description="Critic learning rate (default trainer.lr).")
+    weight_decay: float = Field(0.0, ge=0, description="Critic AdamW weight decay.")
+
+    @model_validator(mode="after")
+    def _support(self) -> CriticConfig:
+        if self.v_max <= self.v_min:
+            raise ValueError(f"critic.v_max={self.v_max} must exceed critic.v_min={self.v_min}")
+        return self
 
 
 class ReferenceConfig(Section):
@@ -324,6 +367,9 @@ class Recipe(Section):
     data: DataConfig = Field(description="Training and evaluation data.")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Algorithm preset and switches.")
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig, description="The frozen reference model.")
+    critic: CriticConfig = Field(
+        default_factory=CriticConfig, description="The value model of critic-based algorithms (PPO, VC-PPO, VAPO)."
+    )
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="How responses are sampled.")
     rewards: list[RewardConfig] = Field(
         default_factory=lambda: [RewardConfig()], description="Rewards summed with their weights."
@@ -351,7 +397,8 @@ class Recipe(Section):
             if buffer is not None and buffer > self.rollout.max_new_tokens:
                 raise ValueError(f"algorithm.overlong_buffer={buffer} exceeds rollout.max_new_tokens="
                                  f"{self.rollout.max_new_tokens}")
-            if self.rollout.num_generations < 2 and not self.algorithm.allow_singleton_groups:
+            group_estimator = self.algorithm.advantage_estimator != "gae"
+            if group_estimator and self.rollout.num_generations < 2 and not self.algorithm.allow_singleton_groups:
                 raise ValueError(
                     "rollout.num_generations must be >= 2 for group advantages "
                     "(or set algorithm.allow_singleton_groups=true)"

@@ -11,11 +11,16 @@ from posttrain.config.schema import TinyModelConfig
 from posttrain.models.tokenizer import build_byte_tokenizer
 
 
-def build_tiny_model(spec: TinyModelConfig, head: Literal["causal_lm", "reward"] = "causal_lm",
-                     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def build_tiny_model(spec: TinyModelConfig, head: Literal["causal_lm", "reward", "value"] = "causal_lm",
+                     num_labels: int = 1) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A randomly initialised model (deterministic in ``spec.seed``) and its byte tokenizer;
-    ``head="reward"`` puts a one-logit sequence-classification head on the same backbone."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    ``head="reward"`` puts a one-logit sequence-classification head on the same backbone,
+    ``head="value"`` a per-token head with ``num_labels`` outputs (a critic)."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
 
     tokenizer = build_byte_tokenizer()
     config_cls = Qwen2Config if spec.architecture == "qwen2" else LlamaConfig
@@ -38,6 +43,9 @@ def build_tiny_model(spec: TinyModelConfig, head: Literal["causal_lm", "reward"]
         if head == "reward":
             config.num_labels = 1
             model = AutoModelForSequenceClassification.from_config(config)
+        elif head == "value":
+            config.num_labels = num_labels
+            model = AutoModelForTokenClassification.from_config(config)
         else:
             model = AutoModelForCausalLM.from_config(config)
     finally:

@@ -230,18 +230,22 @@ class Trainer:
         return "exact"
 
     # ----------------------------------------------------------- updates
-    def apply_update(self, loss: torch.Tensor) -> tuple[float, bool]:
-        """Backward, clip and step, unless the loss or a gradient is NaN/Inf (then skip and count)."""
-        self.optimizer.zero_grad(set_to_none=True)
+    def apply_update(self, loss: torch.Tensor, model: torch.nn.Module | None = None,
+                     optimizer: torch.optim.Optimizer | None = None) -> tuple[float, bool]:
+        """Backward, clip and step ``model`` (default the policy), unless the loss or a gradient is
+        NaN/Inf (then skip and count)."""
+        model = model if model is not None else self.model
+        optimizer = optimizer if optimizer is not None else self.optimizer
+        optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
         grad_norm = float("nan")
         if finite:
             self.accelerator.backward(loss)
             max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
-            grad_norm = float(self.accelerator.clip_grad_norm_(self.model.parameters(), max_norm))
+            grad_norm = float(self.accelerator.clip_grad_norm_(model.parameters(), max_norm))
             finite = math.isfinite(grad_norm)
         if not finite:
-            self.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             self.consecutive_nonfinite += 1
             self.total_nonfinite += 1
             if self.consecutive_nonfinite >= self.cfg.max_consecutive_nonfinite:
@@ -252,7 +256,7 @@ class Trainer:
                 )
             return grad_norm, False
         self.consecutive_nonfinite = 0
-        self.optimizer.step()
+        optimizer.step()
         return grad_norm, True
 
     # -------------------------------------------------------- checkpoints
@@ -271,12 +275,16 @@ class Trainer:
         def save_model(folder: Path) -> None:
             self.policy.save_pretrained(folder)
             self.tokenizer.save_pretrained(folder)
+            self.save_family_models(folder.parent)
 
         return ckpt.save_checkpoint(self.output_dir, self.step, save_model, state, recipe_to_yaml(self.recipe),
                                     self.cfg.save_total_limit)
 
     def family_state(self) -> dict[str, Any]:
         return {}
+
+    def save_family_models(self, checkpoint: Path) -> None:
+        """Write models besides the policy (a critic) into the checkpoint folder being written."""
 
     def load_family_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`family_state` saved."""

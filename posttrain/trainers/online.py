@@ -1,6 +1,8 @@
 """The online RL loop, written once for every online preset:
 rollout → score → (shape) → advantages → (filter, refill) → reference/old log-probs →
-K epochs × minibatches → sync. Presets differ only in switches and the advantage estimator."""
+K epochs × minibatches → sync. Presets differ only in switches and the advantage estimator:
+group estimators from the rewards alone, or GAE with a critic (PPO, VC-PPO, VAPO), whose
+value loss is minimised beside the policy loss and which may train alone for a warm-up."""
 
 from __future__ import annotations
 
@@ -8,12 +10,14 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from posttrain.algos import (
     GroupRollout,
+    adaptive_kl_coef,
     aggregate_loss,
     broadcast_to_tokens,
     clipped_surrogate,
@@ -33,6 +37,7 @@ from posttrain.rewards import RewardSet, answer_matches
 from posttrain.rewards.base import ScoredBatch
 from posttrain.rollout.base import SamplingParams
 from posttrain.trainers.base import Trainer
+from posttrain.trainers.critic import Critic
 from posttrain.trainers.logprobs import response_logprobs
 
 
@@ -62,15 +67,32 @@ class OnlineTrainer(Trainer):
         if self.algo.beta > 0 and not self.recipe.model.lora.enabled:
             self.reference = load_causal_lm(self.recipe.model, self.accelerator.device).eval()
             self.reference.requires_grad_(False)
+        self.kl_coef = self.algo.beta
+        self.rollout_kl: float | None = None
+        self.value_warmup_over = False
+        self.critic = None
+        if self.algo.advantage_estimator == "gae":
+            self.critic = Critic(self.recipe, self.accelerator, self._lr_factor, self.resume_from)
+
+    def policy_frozen(self, step: int) -> bool:
+        """During the value warm-up only the critic learns, on rollouts of the unchanged policy."""
+        return (self.critic is not None and step <= self.algo.value_warmup_steps
+                and not self.value_warmup_over)
 
     def train_step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         batch, metrics = self._collect()
         t_rollout = time.perf_counter() - t0
+        frozen = self.policy_frozen(step)
+        if self.critic is not None:
+            metrics.update(self.critic.rollout_metrics(batch))
+            metrics["critic/warmup"] = int(frozen)
         self._prepare_logprobs(batch)
         t1 = time.perf_counter()
-        metrics.update(self._update(batch))
-        self.engine.sync_weights(self.policy)
+        metrics.update(self._update(batch, frozen))
+        if not frozen:
+            self.engine.sync_weights(self.policy)
+        self._after_step(frozen, metrics, len(batch))
         elapsed = time.perf_counter() - t0
         tokens = int(batch.response_mask.sum() + batch.prompt_mask.sum())
         lengths = batch.response_lengths.float()
@@ -84,6 +106,37 @@ class OnlineTrainer(Trainer):
             "throughput/tokens_per_s": tokens / elapsed,
         })
         return metrics
+
+    def _after_step(self, frozen: bool, metrics: dict[str, Any], sequences: int) -> None:
+        """Step the critic's schedule, end the value warm-up once the critic explains enough of the
+        returns, and move β with the adaptive KL controller."""
+        if self.critic is not None:
+            self.critic.scheduler.step()
+            threshold = self.algo.value_warmup_min_explained_variance
+            if frozen and threshold is not None and metrics["critic/explained_variance"] >= threshold:
+                self.value_warmup_over = True
+        if self.algo.beta > 0:
+            measured = metrics.get("kl", self.rollout_kl)
+            if self.algo.kl_target is not None and measured is not None:
+                self.kl_coef = adaptive_kl_coef(self.kl_coef, measured, self.algo.kl_target, sequences,
+                                                self.algo.kl_horizon)
+            metrics["kl_coef"] = self.kl_coef
+
+    def family_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"kl_coef": self.kl_coef, "value_warmup_over": self.value_warmup_over}
+        if self.critic is not None:
+            state["critic"] = self.critic.state_dict()
+        return state
+
+    def load_family_state(self, state: dict[str, Any]) -> None:
+        self.kl_coef = state.get("kl_coef", self.algo.beta)
+        self.value_warmup_over = state.get("value_warmup_over", False)
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+
+    def save_family_models(self, checkpoint: Path) -> None:
+        if self.critic is not None:
+            self.critic.save(checkpoint)
 
     # ------------------------------------------------------------ rollout and advantages
     def _collect(self) -> tuple[RolloutBatch, dict[str, Any]]:
@@ -130,6 +183,7 @@ class OnlineTrainer(Trainer):
                                      for c, a in zip(batch.completions, answers)]
         scores = scored.totals
         shaping: dict[str, torch.Tensor] = {}
+        token_kl = None
         if self.algo.overlong_buffer is not None:
             shaping["overlong_penalty"] = overlong_penalty(
                 batch.response_lengths, self.recipe.rollout.max_new_tokens, self.algo.overlong_buffer,
@@ -137,14 +191,19 @@ class OnlineTrainer(Trainer):
             scores = scores + shaping["overlong_penalty"]
         if self.algo.beta > 0 and self.algo.kl_placement == "reward":
             self._prepare_logprobs(batch, force_old=True)
-            token_kl = kl_penalty(batch.old_logp, batch.ref_logp, self.algo.kl_estimator)
-            shaping["kl_in_reward"] = (token_kl * batch.response_mask).sum(dim=-1)
-            scores = scores - self.algo.beta * shaping["kl_in_reward"]
+            token_kl = kl_penalty(batch.old_logp, batch.ref_logp, self.algo.kl_estimator) * batch.response_mask
+            shaping["kl_in_reward"] = token_kl.sum(dim=-1)
+            self.rollout_kl = masked_mean(token_kl, batch.response_mask.float()).item()
+            if self.critic is None:  # the critic family shapes the KL into every token's reward instead
+                scores = scores - self.kl_coef * shaping["kl_in_reward"]
         batch.scores = scores
+        if self.critic is not None:
+            self.critic.attach_advantages(batch, scores, token_kl, self.kl_coef)
+            return _Round(batch, scored, shaping, zero_advantage_fraction(batch.advantages, batch.group_ids))
         rollout = GroupRollout(scores, batch.group_ids, batch.sampling_logp, batch.response_mask, scored.components)
         advantages = compute_advantages(self.algo.advantage_estimator, rollout, self.advantage_options)
         batch.advantages = broadcast_to_tokens(advantages.weighted, batch.response_mask)
-        return _Round(batch, scored, shaping, zero_advantage_fraction(advantages, batch.group_ids))
+        return _Round(batch, scored, shaping, zero_advantage_fraction(advantages.weighted, batch.group_ids))
 
     @staticmethod
     def _round_metrics(rounds: list[_Round]) -> dict[str, Any]:
@@ -194,7 +253,8 @@ class OnlineTrainer(Trainer):
     def _num_minibatches(self, size: int) -> int:
         return math.ceil(size / (self.cfg.minibatch_size or size))
 
-    def _update(self, batch: RolloutBatch) -> dict[str, Any]:
+    def _update(self, batch: RolloutBatch, policy_frozen: bool = False) -> dict[str, Any]:
+        """K epochs over minibatches: a policy update (unless frozen) and a critic update (if any) on each."""
         device = self.accelerator.device
         size = len(batch)
         minibatch = self.cfg.minibatch_size or size
@@ -204,15 +264,21 @@ class OnlineTrainer(Trainer):
             order = torch.randperm(size) if minibatch < size else torch.arange(size)
             for start in range(0, size, minibatch):
                 mb = batch.select(order[start : start + minibatch]).to(device)
-                loss, stats = self._loss(mb)
-                grad_norm, ok = self.apply_update(loss)
-                applied += ok
-                stats["grad_norm"] = grad_norm
+                stats: dict[str, float] = {}
+                if not policy_frozen:
+                    loss, stats = self._loss(mb)
+                    stats["grad_norm"], ok = self.apply_update(loss)
+                    applied += ok
+                if self.critic is not None:
+                    value_loss, value_stats = self.critic.loss(mb)
+                    value_stats["critic/grad_norm"], _ = self.apply_update(value_loss, self.critic.model,
+                                                                          self.critic.optimizer)
+                    stats.update(value_stats)
                 for key, value in stats.items():
                     totals.setdefault(key, []).append(value)
         result = {key: sum(v) / len(v) for key, v in totals.items()}
         result["updates_applied"] = applied
-        result["nonfinite/skipped"] = self.cfg.epochs * self._num_minibatches(size) - applied
+        result["nonfinite/skipped"] = 0 if policy_frozen else self.cfg.epochs * self._num_minibatches(size) - applied
         return result
 
     def _loss(self, mb: RolloutBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -229,7 +295,7 @@ class OnlineTrainer(Trainer):
         if algo.beta > 0:
             kl = kl_penalty(logp, mb.ref_logp, algo.kl_estimator)
             if algo.kl_placement == "loss":
-                per_token = per_token + algo.beta * kl
+                per_token = per_token + self.kl_coef * kl
             stats["kl"] = masked_mean(kl.detach(), mask).item()
         norm = algo.loss_norm_constant or self.recipe.rollout.max_new_tokens
         loss = aggregate_loss(per_token, mask, algo.loss_agg_mode, norm)

@@ -197,7 +197,7 @@ def test_every_estimator_runs_through_the_one_signature() -> None:
     for name in ESTIMATORS:
         adv = compute_advantages(name, rollout, AdvantageOptions())
         assert adv.values.shape == (8,) and torch.isfinite(adv.weighted).all()
-        zero_fractions[name] = zero_advantage_fraction(adv, rollout.group_ids)
+        zero_fractions[name] = zero_advantage_fraction(adv.weighted, rollout.group_ids)
     assert zero_fractions == {"grpo": 0.5, "mapo": 0.5, "bnpo": 0.5, "lens": 0.0}  # LENS: the all-wrong group learns
     with pytest.raises(ValueError, match="known: bnpo, grpo, lens, mapo"):
         compute_advantages("ppo2", rollout, AdvantageOptions())

@@ -41,7 +41,7 @@ def test_groups_are_independent() -> None:
     adv = grpo_advantages(scores, [7, 7, 7, 7, 3, 3, 3, 3])
     assert adv[:4].tolist() == pytest.approx([0.8660239, -0.8660239, -0.8660239, 0.8660239], abs=1e-6)
     assert torch.equal(adv[4:], torch.zeros(4))
-    assert zero_advantage_fraction(Advantages(adv, torch.ones(8)), [7, 7, 7, 7, 3, 3, 3, 3]) == 0.5
+    assert zero_advantage_fraction(Advantages(adv, torch.ones(8)).weighted, [7, 7, 7, 7, 3, 3, 3, 3]) == 0.5
     assert uniform_reward_group_fraction(scores, [7, 7, 7, 7, 3, 3, 3, 3]) == 0.5
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from posttrain.algos import kl_penalty
+from posttrain.algos import adaptive_kl_coef, kl_penalty
 
 pytestmark = pytest.mark.unit
 
@@ -24,3 +24,11 @@ def test_k3_gradient_flows_to_logp() -> None:
     kl_penalty(logp, torch.tensor([-1.5]), "k3").sum().backward()
     # d/dlogp [e^{ref-logp} - (ref-logp) - 1] = 1 - e^{ref-logp}
     assert logp.grad.item() == pytest.approx(1 - torch.exp(torch.tensor(-0.5)).item(), abs=1e-6)
+
+
+def test_adaptive_kl_controller_moves_beta_towards_the_target() -> None:
+    # KL three times the target: the error clips at +0.2, so β grows by 0.2·64/10000
+    assert adaptive_kl_coef(0.1, 0.3, 0.1, 64, 10000) == pytest.approx(0.100128, abs=1e-9)
+    # KL at half the target: error −0.5 clips at −0.2
+    assert adaptive_kl_coef(0.1, 0.05, 0.1, 64, 10000) == pytest.approx(0.099872, abs=1e-9)
+    assert adaptive_kl_coef(0.1, 0.1, 0.1, 64, 10000) == pytest.approx(0.1)
