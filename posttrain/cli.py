@@ -1,4 +1,5 @@
-"""``posttrain`` command line: train | config | algos | pairs | qrpo-prep | merge | plot | quickstart."""
+"""``posttrain`` command line: train | eval | config | algos | pairs | qrpo-prep | merge | from-gguf | plot |
+quickstart."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
 from posttrain.config.loading import ConfigError, load_recipe, recipe_to_yaml
+from posttrain.config.schema import RolloutConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,6 +20,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = commands.add_parser("train", help="run a recipe")
     train.add_argument("recipe", help="YAML recipe file")
     train.add_argument("overrides", nargs="*", help="key.path=value overrides")
+
+    evaluate = commands.add_parser("eval", help="evaluate models on suites under eval/: a table, JSON and samples")
+    evaluate.add_argument("suites", nargs="+", help="suite YAML files (see eval/)")
+    evaluate.add_argument("--models", nargs="+", required=True,
+                          help="model folders, run folders (newest complete checkpoint) or hub ids")
+    evaluate.add_argument("--out", default="runs/eval", help="folder for results.json, results.md and samples")
+    evaluate.add_argument("--set", nargs="*", default=[], dest="overrides",
+                          help="key.path=value applied to every suite (e.g. limit=50)")
+    evaluate.add_argument("--engine", default="hf", choices=get_args(RolloutConfig.model_fields["engine"].annotation),
+                          help="rollout engine that generates (as rollout.engine in a recipe)")
 
     config = commands.add_parser("config", help="print the resolved recipe")
     config.add_argument("recipe")
@@ -51,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     plot.add_argument("--out", default="curves.png", help="PNG file to write")
     plot.add_argument("--metrics", nargs="*", help="metric names to draw")
 
+    gguf = commands.add_parser("from-gguf", help="a GGUF checkpoint → a full-precision transformers folder")
+    gguf.add_argument("folder", help="folder holding the .gguf file")
+    gguf.add_argument("file", help="the .gguf file name inside it")
+    gguf.add_argument("--out", required=True, help="new model folder (weights, config, tokenizer)")
+
     quick = commands.add_parser("quickstart", help="tiny model: SFT on flawed demonstrations, then GRPO")
     quick.add_argument("--recipes", default="recipes/quickstart", help="folder with sft.yaml and grpo.yaml")
     quick.add_argument("--output-dir", default="runs/quickstart")
@@ -84,6 +102,20 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         print(recipe_to_yaml(load_recipe(args.recipe, args.overrides)), end="")
+        return 0
+    if args.command == "eval":
+        from posttrain.evaluation.harness import format_table, run_eval
+        from posttrain.evaluation.suite import load_suite
+
+        suites = [load_suite(path, args.overrides) for path in args.suites]
+        results = run_eval(suites, args.models, args.out, engine=args.engine)
+        print(format_table(results))
+        print(f"\nresults: {args.out}/results.json; samples: {args.out}/<model>/<suite>.samples.jsonl")
+        return 0
+    if args.command == "from-gguf":
+        from posttrain.models.gguf import gguf_to_hf
+
+        print(f"wrote {gguf_to_hf(args.folder, args.file, args.out)}")
         return 0
     if args.command == "algos":
         from posttrain.algos.registry import format_presets

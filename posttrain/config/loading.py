@@ -5,12 +5,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from posttrain.config.schema import Recipe
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -19,18 +21,23 @@ class ConfigError(ValueError):
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     """Read ``path``, apply overrides in order and validate; nothing is loaded before this passes."""
+    return validate_recipe(read_mapping(path, overrides, "recipe"), source=str(path))
+
+
+def read_mapping(path: str | Path, overrides: Sequence[str], kind: str) -> dict[str, Any]:
+    """A YAML file's mapping with ``key.path=value`` overrides applied."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe file not found: {path}")
+        raise ConfigError(f"{kind} file not found: {path}")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+        raise ConfigError(f"{path}: a {kind} must be a mapping of sections, got {type(raw).__name__}")
     for override in overrides:
         apply_override(raw, override)
-    return validate_recipe(raw, source=str(path))
+    return raw
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
@@ -54,18 +61,23 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
 
 
 def validate_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
+    return validate_as(Recipe, raw, source)
+
+
+def validate_as(schema: type[Model], raw: dict[str, Any], source: str) -> Model:
+    """``raw`` validated against ``schema``; every problem is listed with its dotted path."""
     try:
-        return Recipe.model_validate(raw)
+        return schema.model_validate(raw)
     except ValidationError as err:
-        lines = [_describe(error) for error in err.errors()]
+        lines = [_describe(error, schema) for error in err.errors()]
         raise ConfigError(f"{source}: {len(lines)} problem(s)\n" + "\n".join(f"  - {line}" for line in lines)) from None
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], schema: type[BaseModel]) -> str:
     loc = tuple(error["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
-        hint = _closest_key(loc)
+        hint = _closest_key(loc, schema)
         return f"{dotted}: unknown key" + (f"; did you mean '{hint}'?" if hint else "")
     if error["type"] == "missing":
         return f"{dotted}: required field is missing"
@@ -75,9 +87,9 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{dotted}: {message} (got {error.get('input')!r})"
 
 
-def _closest_key(loc: tuple[Any, ...]) -> str | None:
+def _closest_key(loc: tuple[Any, ...], schema: type[BaseModel]) -> str | None:
     """Closest valid field name for a misspelt key, by walking the schema along ``loc``."""
-    model: type[BaseModel] | None = Recipe
+    model: type[BaseModel] | None = schema
     for part in loc[:-1]:
         if isinstance(part, int) or model is None:
             continue

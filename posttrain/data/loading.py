@@ -7,8 +7,12 @@ from typing import Any
 
 from posttrain.config.schema import DataConfig
 from posttrain.data.tasks.arithmetic import generate_arithmetic
+from posttrain.data.tasks.gsm8k import gsm8k_rows
+from posttrain.data.tasks.humaneval import humaneval_rows
 from posttrain.data.tasks.reasoning_gym import generate_reasoning_gym
 
+#: datasets shipped inside installed packages, by their data.builtin name
+BUILTIN = {"humaneval": humaneval_rows, "gsm8k": gsm8k_rows}
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -22,9 +26,14 @@ def load_rows(spec: DataConfig, split: str, required: tuple[str, ...]) -> tuple[
     Every row must hold a string in each ``required`` field; the first that does not is
     reported with its row number.
     """
-    if spec.task is not None or spec.reasoning_gym is not None:
+    if spec.task is not None or spec.reasoning_gym is not None or spec.builtin is not None:
         if spec.task is not None:
             splits, name = generate_arithmetic(spec.task), spec.task.name
+        elif spec.builtin is not None:
+            try:
+                splits, name = {"test": BUILTIN[spec.builtin]()}, spec.builtin
+            except ImportError as err:
+                raise DataError(f"data.builtin={spec.builtin!r}: {err}") from err
         else:
             assert spec.reasoning_gym is not None
             try:

@@ -91,6 +91,19 @@ def _is_empty(value: str | Messages) -> bool:
     return not value.strip()
 
 
+def usable_pairs(prompts: list[str], chosen: list[str], rejected: list[str]) -> tuple[list[int], int, int]:
+    """Indices of pairs worth training on, and how many were dropped as empty / identical."""
+    keep, empty, identical = [], 0, 0
+    for i, (c, r) in enumerate(zip(chosen, rejected)):
+        if not c.strip() or not r.strip():
+            empty += 1
+        elif c == r:
+            identical += 1
+        else:
+            keep.append(i)
+    return keep, empty, identical
+
+
 def build_pairs(rows: list[dict[str, Any]], origin: str, encoder: OfflineEncoder,
                 ) -> tuple[list[PreferencePair], DropCounts]:
     """Tokenised pairs; those with an empty side or identical sides (after truncation) are dropped and counted."""

@@ -15,10 +15,10 @@ from posttrain.config.schema import ModelConfig, Recipe
 from posttrain.data.loading import load_rows
 from posttrain.data.prompts import Example, tokenize_examples
 from posttrain.models.loading import load_policy
+from posttrain.progress import ProgressReporter
 from posttrain.rewards import RewardSet
 from posttrain.rollout.base import SamplingParams
 from posttrain.rollout.hf import HFRolloutEngine
-from posttrain.trainers.progress import ProgressReporter
 
 
 @dataclass

@@ -21,17 +21,19 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs
 
-from posttrain.config.loading import recipe_to_yaml
+from posttrain.config.loading import ConfigError, recipe_to_yaml
 from posttrain.config.schema import ModelConfig, Recipe
 from posttrain.data.loading import load_rows
 from posttrain.data.prompts import EpochSampler, Example, tokenize_examples
 from posttrain.evaluation.accuracy import greedy_accuracy
+from posttrain.evaluation.harness import evaluate_suite, training_metrics
+from posttrain.evaluation.suite import load_suite
 from posttrain.models.loading import load_causal_lm, load_tokenizer
+from posttrain.progress import ProgressReporter
 from posttrain.rewards.answer import MatchMode
 from posttrain.rollout.factory import build_engine
 from posttrain.trainers import checkpoint as ckpt
 from posttrain.trainers.metrics import MetricsWriter
-from posttrain.trainers.progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     def setup(self) -> None:
+        self.eval_suites = [load_suite(path) for path in self.cfg.eval_suites]
+        if self.eval_suites and not self.generates:
+            raise ConfigError(f"trainer.eval_suites: the {self.recipe.algorithm.name} model does not generate; "
+                              "suites evaluate generated text")
         if self.cfg.torch_threads:
             torch.set_num_threads(self.cfg.torch_threads)
         seed_everything(self.cfg.seed)
@@ -79,7 +85,7 @@ class Trainer:
         self.tokenizer = load_tokenizer(self.recipe.model)
         self.accelerator = make_accelerator(self.recipe.model.device)
         self.model = self._load_policy()
-        context = getattr(self.model.config, "max_position_embeddings", None) or 10**9
+        self.context = context = getattr(self.model.config, "max_position_embeddings", None) or 10**9
         data = self.recipe.data
         train_rows, origin = load_rows(data, data.split, self.required_fields)
         self.examples = self.build_examples(train_rows, origin, context)
@@ -180,7 +186,7 @@ class Trainer:
         try:
             with reporter:
                 if self.step == 0 and self.cfg.eval_every:
-                    self.metrics.write(0, self.evaluate())
+                    self.metrics.write(0, self.evaluate_with_suites())
                 while self.step < self.cfg.steps:
                     metrics = {"lr": self.scheduler.get_last_lr()[0]}
                     metrics.update(self.train_step(self.step + 1))
@@ -188,7 +194,7 @@ class Trainer:
                     self.step += 1
                     metrics["nonfinite/total"] = self.total_nonfinite
                     if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
-                        metrics.update(self.evaluate())
+                        metrics.update(self.evaluate_with_suites())
                     self.metrics.write(self.step, metrics)
                     reporter.update(self.step, metrics)
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
@@ -217,6 +223,15 @@ class Trainer:
         if self.cfg.max_time_s is not None and elapsed >= self.cfg.max_time_s:
             return f"trainer.max_time_s={self.cfg.max_time_s} reached"
         return ""
+
+    def evaluate_with_suites(self) -> dict[str, float]:
+        """The family's held-out metrics, then those of each suite in trainer.eval_suites."""
+        metrics = self.evaluate()
+        for suite in self.eval_suites:
+            result = evaluate_suite(self.engine, self.tokenizer, self.context, suite, str(self.output_dir),
+                                    progress=False)
+            metrics.update(training_metrics(result))
+        return metrics
 
     def evaluate(self) -> dict[str, float]:
         result = greedy_accuracy(self.engine, self.eval_examples, self.recipe.rollout.max_new_tokens,

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posttrain.progress import ProgressReporter
 from posttrain.trainers.logprobs import completion_logp_sums
-from posttrain.trainers.progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
 

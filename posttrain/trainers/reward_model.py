@@ -12,24 +12,12 @@ import torch.nn.functional as F
 
 from posttrain.config.schema import ModelConfig
 from posttrain.data.loading import DataError
+from posttrain.data.preference import usable_pairs
 from posttrain.data.prompts import EpochSampler, Example
 from posttrain.models.reward_model import encode_texts, load_reward_model, reward_logits, score_texts
 from posttrain.trainers.base import Trainer
 
 logger = logging.getLogger(__name__)
-
-
-def usable_pairs(prompts: list[str], chosen: list[str], rejected: list[str]) -> tuple[list[int], int, int]:
-    """Indices of pairs worth training on, and how many were dropped as empty / identical."""
-    keep, empty, identical = [], 0, 0
-    for i, (c, r) in enumerate(zip(chosen, rejected)):
-        if not c.strip() or not r.strip():
-            empty += 1
-        elif c == r:
-            identical += 1
-        else:
-            keep.append(i)
-    return keep, empty, identical
 
 
 class RewardModelTrainer(Trainer):

@@ -9,11 +9,11 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from posttrain.config import load_recipe
+from posttrain.data.preference import usable_pairs
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.reward_model import score_texts
 from posttrain.trainers import train
 from posttrain.trainers.metrics import read_metrics
-from posttrain.trainers.reward_model import usable_pairs
 from tests.conftest import TASK_OVERRIDE
 
 pytestmark = pytest.mark.integration
@@ -88,3 +88,30 @@ def test_pairs_from_the_policys_own_samples_resume_and_train_a_reward_model(sft_
         "logging.progress=false"])
     assert train(recipe).status == "completed"
     assert "eval/accuracy" in read_metrics(tmp_path / "rm" / "metrics.jsonl")[-1]
+
+
+def test_eval_suites_score_the_reward_model_and_judge_win_rates(reward_model: Path, sft_model: Path,
+                                                                 tmp_path: Path) -> None:
+    """The pair suite reproduces the trainer's held-out pair accuracy (same 200 test pairs); the
+    win-rate suite, judged by the reward model, ranks the SFT model above a fresh one, and a model
+    against itself (same seed, same samples) ties exactly."""
+    from posttrain.cli import main
+    from posttrain.config.schema import TinyModelConfig
+    from posttrain.models.tiny import build_tiny_model
+    from tests.conftest import TINY
+
+    fresh = tmp_path / "fresh"
+    for part in build_tiny_model(TinyModelConfig(**TINY)):
+        part.save_pretrained(fresh)
+    task = TASK_OVERRIDE.removeprefix("data.task=")
+    out = tmp_path / "eval"
+    assert main(["eval", str(ROOT / "eval" / "arithmetic_rm_pairs.yaml"), "--models", str(reward_model),
+                 "--out", str(out / "pairs"), "--set", "limit=200", f"data.task={task}"]) == 0
+    pairs = json.loads((out / "pairs" / "results.json").read_text())[0]["metrics"]
+    trained = read_metrics(reward_model / "metrics.jsonl")[-1]
+    assert pairs["pair_accuracy"] == pytest.approx(trained["eval/accuracy"], abs=1e-6)
+    assert main(["eval", str(ROOT / "eval" / "arithmetic_win_rate.yaml"), "--models", str(sft_model), str(fresh),
+                 "--out", str(out / "win"), "--set", "limit=40", f"data.task={task}", f"baseline={fresh}",
+                 f"rewards=[{{name: reward_model, args: {{path: {reward_model}}}}}]"]) == 0
+    win = {r["model"]: r["metrics"]["win_rate"] for r in json.loads((out / "win" / "results.json").read_text())}
+    assert win[str(fresh)] == 0.5 and win[str(sft_model)] > 0.7, win
