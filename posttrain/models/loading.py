@@ -41,6 +41,10 @@ def load_tokenizer(spec: ModelConfig) -> PreTrainedTokenizerBase:
         )
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"model.path={spec.path!r}: cannot load a tokenizer: {err}") from err
+    if len(tokenizer) < 2 or not tokenizer("1 a", add_special_tokens=False)["input_ids"]:
+        # transformers builds an empty tokenizer for a folder that only holds weights and config
+        raise ModelLoadError(f"model.path={spec.path!r}: no usable tokenizer (vocabulary of {len(tokenizer)}); "
+                             "save the tokenizer files (e.g. tokenizer.json) beside the weights")
     return _with_padding(tokenizer)
 
 
