@@ -1,7 +1,7 @@
 """A real model on real data: SmolLM2-135M-Instruct on GSM8K through `posttrain eval` and through
 lm-evaluation-harness with the same prompt, stop strings and token budget. Greedy decoding of the
-same tokens must give the same text, and the two accuracies must agree; the full-subset numbers
-are in docs/evaluation.md (benchmarks/gsm8k_crosscheck.py)."""
+same tokens must give the same text, and the two accuracies must agree (larger subsets:
+benchmarks/gsm8k_crosscheck.py)."""
 
 import importlib.util
 
