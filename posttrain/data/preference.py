@@ -95,7 +95,7 @@ def usable_pairs(prompts: list[str], chosen: list[str], rejected: list[str]) -> 
     """Indices of pairs worth training on, and how many were dropped as empty / identical."""
     keep, empty, identical = [], 0, 0
     for i, (c, r) in enumerate(zip(chosen, rejected)):
-        if not c.strip() or not r.strip():
+        if _is_empty(c) or _is_empty(r):
             empty += 1
         elif c == r:
             identical += 1

@@ -14,7 +14,7 @@ import torch
 from posttrain.config.schema import ModelConfig, Recipe
 from posttrain.data.loading import load_rows
 from posttrain.data.prompts import Example, tokenize_examples
-from posttrain.models.loading import load_policy
+from posttrain.models.loading import context_length, load_policy
 from posttrain.progress import ProgressReporter
 from posttrain.rewards import RewardSet
 from posttrain.rollout.base import SamplingParams
@@ -38,7 +38,7 @@ class Sampler:
         rollout = recipe.rollout
         params = SamplingParams(max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
                                 top_p=rollout.top_p, top_k=rollout.top_k)
-        context = getattr(model.config, "max_position_embeddings", None) or 10**9
+        context = context_length(model)
         torch.manual_seed(recipe.trainer.seed)
         return cls(recipe, HFRolloutEngine(model.eval(), tokenizer, rollout.batch_size), RewardSet(recipe.rewards),
                    params, context, tokenizer)

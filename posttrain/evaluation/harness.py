@@ -22,7 +22,7 @@ from posttrain.data.preference import usable_pairs
 from posttrain.data.prompts import tokenize_examples
 from posttrain.evaluation.metrics import majority_at_k, pass_at_k, win_rate
 from posttrain.evaluation.suite import SuiteConfig
-from posttrain.models.loading import load_policy, load_tokenizer
+from posttrain.models.loading import context_length, load_policy, load_tokenizer
 from posttrain.models.reward_model import load_reward_model, score_texts
 from posttrain.progress import ProgressReporter
 from posttrain.rewards import RewardSet
@@ -55,8 +55,9 @@ def _prompt_rows(suite: SuiteConfig, rows: list[dict[str, Any]], origin: str) ->
 
 
 def evaluate_suite(engine: RolloutEngine, tokenizer: PreTrainedTokenizerBase, context: int, suite: SuiteConfig,
-                   model_label: str, progress: bool = True) -> SuiteResult:
-    """Generate the suite's samples with ``engine`` (a model of ``context`` tokens) and score them.
+                   model_label: str, progress: bool = True, rewards: RewardSet | None = None) -> SuiteResult:
+    """Generate the suite's samples with ``engine`` (a model of ``context`` tokens) and score them
+    with ``rewards`` (default: built from the suite; a caller evaluating repeatedly builds them once).
 
     The suite's seed drives the sampling inside a forked RNG, so results are reproducible and a
     training run that evaluates between steps draws the same training samples as one that does not.
@@ -82,7 +83,7 @@ def evaluate_suite(engine: RolloutEngine, tokenizer: PreTrainedTokenizerBase, co
     completions = [cut_at_stop(c, sampling.stop) for c in completions]
     prompts = [e.prompt for e in examples for _ in range(n)]
     answers = [e.answer for e in examples for _ in range(n)]
-    scored = RewardSet(suite.rewards).score(prompts, completions, answers,
+    scored = (rewards or RewardSet(suite.rewards)).score(prompts, completions, answers,
                                             rows=[e.fields for e in examples for _ in range(n)])
     totals = scored.totals.tolist()
     correct = [t >= suite.correct_threshold for t in totals]
@@ -130,8 +131,7 @@ def evaluate_pairs(model: Any, tokenizer: PreTrainedTokenizerBase, suite: SuiteC
     fields = (data.chosen_field, data.rejected_field) + (() if suite.prompt_template else (data.prompt_field,))
     rows, origin = load_rows(data, data.split, fields)
     rows = _prompt_rows(suite, rows[: suite.limit] if suite.limit else rows, origin)
-    context = getattr(model.config, "max_position_embeddings", None) or 10**9
-    examples = tokenize_examples(rows, origin, tokenizer, data, context, 1)
+    examples = tokenize_examples(rows, origin, tokenizer, data, context_length(model), 1)
     prompts = [e.prompt for e in examples]
     chosen = [str(e.fields[data.chosen_field]) for e in examples]
     rejected = [str(e.fields[data.rejected_field]) for e in examples]
@@ -178,9 +178,8 @@ class _Models:
 
 def _generate_and_score(models: _Models, suite: SuiteConfig, engine_name: str, progress: bool) -> SuiteResult:
     model, tokenizer = models.causal_lm()
-    context = getattr(model.config, "max_position_embeddings", None) or 10**9
     engine = build_engine(RolloutConfig(engine=engine_name, batch_size=suite.sampling.batch_size), model, tokenizer)
-    return evaluate_suite(engine, tokenizer, context, suite, models.path, progress)
+    return evaluate_suite(engine, tokenizer, context_length(model), suite, models.path, progress)
 
 
 def run_eval(suites: list[SuiteConfig], models: list[str], out_dir: str | Path, progress: bool = True,

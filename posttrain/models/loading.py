@@ -67,6 +67,11 @@ def load_causal_lm(spec: ModelConfig, device: torch.device | None = None) -> Pre
     return model.to(device)
 
 
+def context_length(model: PreTrainedModel) -> int:
+    """Tokens the model attends over; unbounded when its config does not say."""
+    return getattr(model.config, "max_position_embeddings", None) or 10**9
+
+
 def load_policy(spec: ModelConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     tokenizer = load_tokenizer(spec)
     model = load_causal_lm(spec)

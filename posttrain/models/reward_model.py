@@ -13,7 +13,13 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
 from posttrain.config.schema import ModelConfig
-from posttrain.models.loading import ModelLoadError, checked_source, resolve_device, torch_dtype
+from posttrain.models.loading import (
+    ModelLoadError,
+    checked_source,
+    context_length,
+    resolve_device,
+    torch_dtype,
+)
 from posttrain.models.tiny import build_tiny_model
 
 
@@ -58,7 +64,7 @@ def score_texts(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, text
                 batch_size: int = 64) -> torch.Tensor:
     """Reward of every text, in batches, on the model's device; returned on the CPU."""
     device = next(model.parameters()).device
-    limit = getattr(model.config, "max_position_embeddings", None) or 10**9
+    limit = context_length(model)
     scores = []
     for start in range(0, len(texts), batch_size):
         ids, mask = encode_texts(tokenizer, texts[start : start + batch_size], limit)

@@ -28,8 +28,9 @@ from posttrain.data.prompts import EpochSampler, Example, tokenize_examples
 from posttrain.evaluation.accuracy import greedy_accuracy
 from posttrain.evaluation.harness import evaluate_suite, training_metrics
 from posttrain.evaluation.suite import load_suite
-from posttrain.models.loading import load_causal_lm, load_tokenizer
+from posttrain.models.loading import context_length, load_causal_lm, load_tokenizer
 from posttrain.progress import ProgressReporter
+from posttrain.rewards import RewardSet
 from posttrain.rewards.answer import MatchMode
 from posttrain.rollout.factory import build_engine
 from posttrain.trainers import checkpoint as ckpt
@@ -72,7 +73,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- set-up
     def setup(self) -> None:
-        self.eval_suites = [load_suite(path) for path in self.cfg.eval_suites]
+        self.eval_suites = [(suite, RewardSet(suite.rewards)) for suite in map(load_suite, self.cfg.eval_suites)]
         if self.eval_suites and not self.generates:
             raise ConfigError(f"trainer.eval_suites: the {self.recipe.algorithm.name} model does not generate; "
                               "suites evaluate generated text")
@@ -85,7 +86,7 @@ class Trainer:
         self.tokenizer = load_tokenizer(self.recipe.model)
         self.accelerator = make_accelerator(self.recipe.model.device)
         self.model = self._load_policy()
-        self.context = context = getattr(self.model.config, "max_position_embeddings", None) or 10**9
+        self.context = context = context_length(self.model)
         data = self.recipe.data
         train_rows, origin = load_rows(data, data.split, self.required_fields)
         self.examples = self.build_examples(train_rows, origin, context)
@@ -227,9 +228,9 @@ class Trainer:
     def evaluate_with_suites(self) -> dict[str, float]:
         """The family's held-out metrics, then those of each suite in trainer.eval_suites."""
         metrics = self.evaluate()
-        for suite in self.eval_suites:
+        for suite, rewards in self.eval_suites:
             result = evaluate_suite(self.engine, self.tokenizer, self.context, suite, str(self.output_dir),
-                                    progress=False)
+                                    progress=False, rewards=rewards)
             metrics.update(training_metrics(result))
         return metrics
 

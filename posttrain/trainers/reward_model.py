@@ -41,7 +41,6 @@ class RewardModelTrainer(Trainer):
 
     def setup_family(self) -> None:
         data = self.recipe.data
-        self.context = getattr(self.policy.config, "max_position_embeddings", None) or 10**9
         self.dropped_pairs: dict[str, int] = {}
         self.pairs = self._pairs(self.examples, "train")
         if not self.pairs:
