@@ -1,5 +1,5 @@
-"""``posttrain`` command line: train | eval | config | algos | pairs | qrpo-prep | merge | from-gguf | plot |
-quickstart."""
+"""``posttrain`` command line: train | eval | decode | config | algos | pairs | qrpo-prep | merge | from-gguf |
+plot | quickstart."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import get_args
 
 from posttrain.config.loading import ConfigError, load_recipe, recipe_to_yaml
 from posttrain.config.schema import RolloutConfig
+from posttrain.decoding.methods import add_decoding_arguments, decode_spec_from_args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,6 +31,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                           help="key.path=value applied to every suite (e.g. limit=50)")
     evaluate.add_argument("--engine", default="hf", choices=get_args(RolloutConfig.model_fields["engine"].annotation),
                           help="rollout engine that generates (as rollout.engine in a recipe)")
+
+    add_decoding_arguments(evaluate)
+
+    decode = commands.add_parser("decode", help="generate from a base model with a decoding method "
+                                                "(base, vas, best-of-n)")
+    decode.add_argument("--model", required=True, help="base model folder, run folder or hub id")
+    source = decode.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="one prompt")
+    source.add_argument("--prompts", help="a jsonl/json/parquet/csv file of prompts")
+    decode.add_argument("--prompt-field", default="prompt")
+    decode.add_argument("--answer-field", default="answer", help="reference answers (best-of-n with a rule reward)")
+    decode.add_argument("--chat-template", action="store_true", help="wrap prompts in the tokenizer's chat template")
+    decode.add_argument("--num-samples", type=int, default=1, help="samples per prompt")
+    decode.add_argument("--max-new-tokens", type=int, default=64)
+    decode.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    decode.add_argument("--batch-size", type=int, default=32, help="prompts decoded together")
+    decode.add_argument("--seed", type=int, default=0)
+    decode.add_argument("--out", help="jsonl file, one line per sample (default: print the completions)")
+    add_decoding_arguments(decode)
 
     config = commands.add_parser("config", help="print the resolved recipe")
     config.add_argument("recipe")
@@ -108,10 +128,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from posttrain.evaluation.suite import load_suite
 
         suites = [load_suite(path, args.overrides) for path in args.suites]
-        results = run_eval(suites, args.models, args.out, engine=args.engine)
+        results = run_eval(suites, args.models, args.out, engine=args.engine, decode=decode_spec_from_args(args))
         print(format_table(results))
         print(f"\nresults: {args.out}/results.json; samples: {args.out}/<model>/<suite>.samples.jsonl")
         return 0
+    if args.command == "decode":
+        return _decode(args)
     if args.command == "from-gguf":
         from posttrain.models.gguf import gguf_to_hf
 
@@ -159,6 +181,31 @@ def _dispatch(args: argparse.Namespace) -> int:
         run_quickstart(args.recipes, args.output_dir, args.seed, compare=args.compare)
         return 0
     raise AssertionError(args.command)
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from posttrain.config.schema import DataConfig
+    from posttrain.decoding.run import run_decode
+    from posttrain.rollout.base import SamplingParams
+
+    spec = decode_spec_from_args(args)
+    fields = {"prompt_field": args.prompt_field, "answer_field": args.answer_field,
+              "chat_template": args.chat_template}
+    # one --prompt needs no data source: only the prompt formatting of the data section is used
+    data = DataConfig(path=args.prompts, **fields) if args.prompts else DataConfig.model_construct(**fields)
+    sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature or 1.0,
+                              greedy=args.temperature == 0)
+    report = run_decode(args.model, spec, data, args.prompt, sampling, args.num_samples, args.seed, args.out,
+                        args.batch_size)
+    if args.out is None:
+        for sample in report.samples:
+            print(sample["completion"])
+    cost = f"; {report.evals_per_token:.1f} model token evaluations per returned token" \
+        if report.evals_per_token is not None else ""
+    bound = f"; KL(best-of-{spec.n} ‖ base) ≤ {report.kl_bound:.4f}" if report.kl_bound is not None else ""
+    print(f"{spec.label}: {len(report.samples)} samples in {report.seconds:.1f}s{cost}{bound}"
+          + (f"; written to {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

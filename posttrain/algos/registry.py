@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Family = Literal["online", "sft", "reward_model", "preference", "qrpo"]
+Family = Literal["online", "sft", "reward_model", "preference", "qrpo", "value_model"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,20 @@ PRESETS: dict[str, Preset] = {
         family="sft",
         description="Supervised fine-tuning: token-mean negative log-likelihood of the completion.",
         switches={"loss_agg_mode": "token-mean"},
+    ),
+    "vas": Preset(
+        family="value_model",
+        description="Value model for value-augmented sampling: fit V(s ⊕ a) to TD(λ) targets (λ = 0.95, γ = 1) of "
+        "the reward of samples from the frozen base model; the base model never changes.",
+        source="Han et al. 2024, Value Augmented Sampling (arXiv 2405.06639)",
+        switches={"gamma": 1.0, "gae_lambda_value": 0.95, "ivo_rounds": 1},
+    ),
+    "ivo": Preset(
+        family="value_model",
+        description="Iterative value optimisation: Monte-Carlo targets (λ = 1) over several samples per prompt, "
+        "in rounds whose samples come from the base model guided by the previous round's value model.",
+        source="Liu et al. 2025, Iterative Value Function Optimization (arXiv 2503.02368)",
+        switches={"gamma": 1.0, "gae_lambda_value": 1.0, "ivo_rounds": 3},
     ),
     "reward_model": Preset(
         family="reward_model",

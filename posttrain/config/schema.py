@@ -218,6 +218,19 @@ class AlgorithmConfig(Section):
         "identity", description="QRPO: transform of the quantile reward (each with its closed-form log Z)."
     )
     qrpo_loss_type: Literal["mse", "mae"] = Field("mse", description="QRPO: squared or absolute regression residual.")
+    ivo_rounds: int = Field(
+        1, ge=1, description="Value-model training: rounds of sampling; round 0 samples the base model, each later "
+        "round the policy guided by the value model as it was when the round began (IVO). 1 = VAS training."
+    )
+    group_centred_values: bool = Field(
+        False, description="Value-model training: subtract the mean reward of the prompt's samples from the "
+        "targets, so the value model learns how a continuation compares with the prompt's other samples "
+        "(all guided decoding uses) rather than how hard the prompt is."
+    )
+    missing_eos_penalty: float | None = Field(
+        None, ge=0, description="Value-model training: subtracted from the reward of a response that hit "
+        "max_new_tokens without EOS."
+    )
 
     @model_validator(mode="after")
     def _apply_preset(self) -> AlgorithmConfig:
@@ -271,6 +284,11 @@ class CriticConfig(Section):
         if self.v_max <= self.v_min:
             raise ValueError(f"critic.v_max={self.v_max} must exceed critic.v_min={self.v_min}")
         return self
+
+
+class DecodingConfig(Section):
+    beta: float = Field(2.0, ge=0, description="Value guidance strength β (0 = top-k sampling from the base model).")
+    top_k: int = Field(10, ge=1, description="Base-model candidates re-scored by the value model at each step.")
 
 
 class ReferenceConfig(Section):
@@ -377,9 +395,13 @@ class Recipe(Section):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="Algorithm preset and switches.")
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig, description="The frozen reference model.")
     critic: CriticConfig = Field(
-        default_factory=CriticConfig, description="The value model of critic-based algorithms (PPO, VC-PPO, VAPO)."
+        default_factory=CriticConfig,
+        description="The value model of critic-based algorithms (PPO, VC-PPO, VAPO) and of value-model training (VAS, IVO)."
     )
     rollout: RolloutConfig = Field(default_factory=RolloutConfig, description="How responses are sampled.")
+    decoding: DecodingConfig = Field(
+        default_factory=DecodingConfig, description="Value-guided decoding in the later rounds of IVO training."
+    )
     rewards: list[RewardConfig] = Field(
         default_factory=lambda: [RewardConfig()], description="Rewards summed with their weights."
     )

@@ -19,7 +19,8 @@ from transformers import PreTrainedTokenizerBase
 from posttrain.config.schema import ModelConfig, RolloutConfig
 from posttrain.data.loading import DataError, load_rows
 from posttrain.data.preference import usable_pairs
-from posttrain.data.prompts import tokenize_examples
+from posttrain.data.prompts import Example, tokenize_examples
+from posttrain.decoding.methods import DecodeSpec, build_decoder
 from posttrain.evaluation.metrics import majority_at_k, pass_at_k, win_rate
 from posttrain.evaluation.suite import SuiteConfig
 from posttrain.models.loading import context_length, load_policy, load_tokenizer
@@ -62,12 +63,8 @@ def evaluate_suite(engine: RolloutEngine, tokenizer: PreTrainedTokenizerBase, co
     The suite's seed drives the sampling inside a forked RNG, so results are reproducible and a
     training run that evaluates between steps draws the same training samples as one that does not.
     """
-    data = suite.data
-    required = () if suite.prompt_template else (data.prompt_field,)
-    rows, origin = load_rows(data, data.split, required)
-    rows = _prompt_rows(suite, rows[: suite.limit] if suite.limit else rows, origin)
+    examples = suite_examples(suite, tokenizer, context)
     sampling = suite.sampling
-    examples = tokenize_examples(rows, origin, tokenizer, data, context, sampling.max_new_tokens)
     params = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature or 1.0,
                             top_p=sampling.top_p, greedy=sampling.temperature == 0)
     n = sampling.num_samples
@@ -94,6 +91,15 @@ def evaluate_suite(engine: RolloutEngine, tokenizer: PreTrainedTokenizerBase, co
                 "answer": answers[i], "reward": totals[i], "correct": correct[i], "vote": votes[i]}
                for i in range(len(completions))]
     return SuiteResult(suite.name, model_label, metrics, samples)
+
+
+def suite_examples(suite: SuiteConfig, tokenizer: PreTrainedTokenizerBase, context: int) -> list[Example]:
+    """The suite's problems (after its limit), prompts filled in and tokenised."""
+    data = suite.data
+    required = () if suite.prompt_template else (data.prompt_field,)
+    rows, origin = load_rows(data, data.split, required)
+    rows = _prompt_rows(suite, rows[: suite.limit] if suite.limit else rows, origin)
+    return tokenize_examples(rows, origin, tokenizer, data, context, suite.sampling.max_new_tokens)
 
 
 def cut_at_stop(completion: str, stop: list[str]) -> str:
@@ -176,33 +182,48 @@ class _Models:
         return self.loaded["rm"]
 
 
-def _generate_and_score(models: _Models, suite: SuiteConfig, engine_name: str, progress: bool) -> SuiteResult:
+def _generate_and_score(models: _Models, suite: SuiteConfig, engine_name: str, progress: bool,
+                        decode: DecodeSpec) -> SuiteResult:
+    """The suite on one model, decoded with ``decode`` (best-of-N draws through the rollout engine
+    and may check the suite's reference answers)."""
     model, tokenizer = models.causal_lm()
-    engine = build_engine(RolloutConfig(engine=engine_name, batch_size=suite.sampling.batch_size), model, tokenizer)
-    return evaluate_suite(engine, tokenizer, context_length(model), suite, models.path, progress)
+    batch_size = suite.sampling.batch_size
+    engine = build_engine(RolloutConfig(engine=engine_name, batch_size=batch_size * decode.n), model, tokenizer)
+    context = context_length(model)
+    if decode.method != "base":
+        answers = {tuple(e.prompt_ids): e.answer for e in suite_examples(suite, tokenizer, context)}
+        engine = build_decoder(decode, model, tokenizer, engine, batch_size, answers)
+    label = models.path if decode.method == "base" else f"{models.path} {decode.label}"
+    result = evaluate_suite(engine, tokenizer, context, suite, label, progress)
+    cost = getattr(engine, "cost", None)
+    if cost is not None:
+        result.metrics["evals_per_token"] = cost.evals_per_token
+    return result
 
 
 def run_eval(suites: list[SuiteConfig], models: list[str], out_dir: str | Path, progress: bool = True,
-             engine: str = "hf") -> list[SuiteResult]:
-    """Every suite on every model; writes ``<out>/<model>/<suite>.samples.jsonl``, ``<out>/results.json``
-    and ``<out>/results.md``. A win-rate suite's baseline is evaluated once and compared per sample."""
+             engine: str = "hf", decode: DecodeSpec | None = None) -> list[SuiteResult]:
+    """Every suite on every model, each decoded with ``decode`` (default: plain sampling); writes
+    ``<out>/<model>/<suite>.samples.jsonl``, ``<out>/results.json`` and ``<out>/results.md``. A
+    win-rate suite's baseline is evaluated once, with plain sampling, and compared per sample."""
+    decode = decode or DecodeSpec()
     out = Path(out_dir)
     baselines: dict[tuple[str, str], SuiteResult] = {}
     results = []
     for model_path in models:
         loaded = _Models(model_path)
-        folder = out / folder_name(model_path)
+        folder = out / folder_name(model_path if decode.method == "base" else f"{model_path}_{decode.label}")
         folder.mkdir(parents=True, exist_ok=True)
         for suite in suites:
             if suite.scores_pairs:
                 model, tokenizer = loaded.reward_model()
                 result = evaluate_pairs(model, tokenizer, suite, model_path, progress)
             else:
-                result = _generate_and_score(loaded, suite, engine, progress)
+                result = _generate_and_score(loaded, suite, engine, progress, decode)
             if suite.baseline is not None:
                 key = (suite.name, suite.baseline)
                 if key not in baselines:
-                    baselines[key] = _generate_and_score(_Models(suite.baseline), suite, engine, progress)
+                    baselines[key] = _generate_and_score(_Models(suite.baseline), suite, engine, progress, DecodeSpec())
                 base = baselines[key]
                 result.metrics["win_rate"] = win_rate([s["reward"] for s in result.samples],
                                                       [s["reward"] for s in base.samples])
@@ -232,7 +253,7 @@ def _is_tally(key: str) -> bool:
 def _cell(key: str, value: float) -> str:
     if _is_tally(key):
         return f"{value:.0f}"
-    if key in ("mean_reward", "margin"):
+    if key in ("mean_reward", "margin", "evals_per_token"):
         return f"{value:.3f}"
     return f"{100 * value:.1f}%"
 

@@ -20,6 +20,7 @@ from posttrain.models.loading import ModelLoadError, checked_source, torch_dtype
 from posttrain.models.tiny import build_tiny_model
 
 HEAD = "score"  # the token-classification head of every decoder family transformers ships
+HEAD_CONFIG_KEY = "value_head"  # the head's kind and support, saved in config.json with the weights
 
 
 def head_outputs(spec: CriticConfig) -> int:
@@ -28,6 +29,13 @@ def head_outputs(spec: CriticConfig) -> int:
 
 def load_critic(spec: CriticConfig, policy: ModelConfig, device: torch.device) -> PreTrainedModel:
     """The critic's initial weights: ``spec.path`` if set, else the policy's (``policy``)."""
+    model = _load_weights(spec, policy, device)
+    setattr(model.config, HEAD_CONFIG_KEY, {"head": spec.head, "num_bins": spec.num_bins, "v_min": spec.v_min,
+                                            "v_max": spec.v_max})
+    return model
+
+
+def _load_weights(spec: CriticConfig, policy: ModelConfig, device: torch.device) -> PreTrainedModel:
     outputs = head_outputs(spec)
     if spec.path is None and policy.tiny is not None:
         return build_tiny_model(policy.tiny, head="value", num_labels=outputs)[0].to(device)

@@ -53,8 +53,8 @@ class HFRolloutEngine:
         chunks = [self._generate_chunk(prompt_ids[s : s + self.batch_size], prompt_mask[s : s + self.batch_size],
                                        sampling) for s in range(0, len(expanded), self.batch_size)]
         width = max(c[0].shape[1] for c in chunks)
-        response_ids = torch.cat([_pad_right(c[0], width, self.pad_id) for c in chunks])
-        sampling_logp = torch.cat([_pad_right(c[1], width, 0.0) for c in chunks])
+        response_ids = torch.cat([pad_right(c[0], width, self.pad_id) for c in chunks])
+        sampling_logp = torch.cat([pad_right(c[1], width, 0.0) for c in chunks])
         response_mask = response_mask_until_eos(response_ids, self.eos_ids)
         is_eos = torch.isin(response_ids, torch.as_tensor(self.eos_ids)) & response_mask.bool()
         sampling_logp = sampling_logp * response_mask
@@ -103,7 +103,7 @@ class HFRolloutEngine:
         return response, torch.nan_to_num(logp, neginf=0.0)
 
 
-def _pad_right(tensor: torch.Tensor, width: int, value: float) -> torch.Tensor:
+def pad_right(tensor: torch.Tensor, width: int, value: float) -> torch.Tensor:
     if tensor.shape[1] == width:
         return tensor
     pad = torch.full((tensor.shape[0], width - tensor.shape[1]), value, dtype=tensor.dtype)

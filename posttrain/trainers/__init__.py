@@ -9,9 +9,11 @@ from posttrain.trainers.preference import PreferenceTrainer
 from posttrain.trainers.qrpo import QRPOTrainer
 from posttrain.trainers.reward_model import RewardModelTrainer
 from posttrain.trainers.sft import SFTTrainer
+from posttrain.trainers.value_model import ValueModelTrainer
 
 TRAINERS: dict[str, type[Trainer]] = {"online": OnlineTrainer, "sft": SFTTrainer, "reward_model": RewardModelTrainer,
-                                      "preference": PreferenceTrainer, "qrpo": QRPOTrainer}
+                                      "preference": PreferenceTrainer, "qrpo": QRPOTrainer,
+                                      "value_model": ValueModelTrainer}
 
 
 def build_trainer(recipe: Recipe) -> Trainer:
@@ -27,5 +29,5 @@ def train(recipe: Recipe) -> RunResult:
     return build_trainer(recipe).run()
 
 
-__all__ = ["TRAINERS", "OnlineTrainer", "PreferenceTrainer", "QRPOTrainer", "RunResult", "SFTTrainer", "Trainer",
+__all__ = ["TRAINERS", "OnlineTrainer", "PreferenceTrainer", "QRPOTrainer", "RunResult", "SFTTrainer", "Trainer", "ValueModelTrainer",
            "build_trainer", "train"]
