@@ -24,6 +24,7 @@ from posttrain.algos import (
     masked_mean,
     outcome_token_rewards,
 )
+from posttrain.batch import RolloutBatch
 from posttrain.config.schema import ModelConfig
 from posttrain.decoding.guided import ValueGuidedEngine
 from posttrain.decoding.value_head import ValueGuide, head_support, load_value_guide, state_values
@@ -126,7 +127,7 @@ class ValueModelTrainer(Trainer):
                         "throughput/tokens_per_s": float(batch.response_mask.sum() + batch.prompt_mask.sum()) / elapsed})
         return metrics
 
-    def _rollout(self) -> tuple[Any, dict[str, Any]]:
+    def _rollout(self) -> tuple[RolloutBatch, dict[str, Any]]:
         """Samples of this round's policy with their rewards (``batch.scores``)."""
         indices = self.sampler.next_batch(self.cfg.batch_size)
         examples = [self.examples[i] for i in indices]
@@ -150,7 +151,7 @@ class ValueModelTrainer(Trainer):
             metrics[f"time/reward/{name}_s"] = scored.seconds[name]
         return batch, metrics
 
-    def _loss(self, mb: Any, returns: torch.Tensor) -> torch.Tensor:
+    def _loss(self, mb: RolloutBatch, returns: torch.Tensor) -> torch.Tensor:
         """0.5·masked mean of (V − R)² (no value clipping), or cross-entropy to R's bin distribution."""
         values, logits = state_values(self.model, mb.input_ids, mb.attention_mask, mb.response_ids.shape[1],
                                       self.support)
