@@ -20,7 +20,7 @@ from posttrain.algos import vas_logits
 from posttrain.batch import RolloutBatch
 from posttrain.decoding.value_head import ValueGuide, values_from_logits
 from posttrain.rollout.base import SamplingParams
-from posttrain.rollout.hf import left_pad, pad_right, response_mask_until_eos
+from posttrain.rollout.hf import left_pad, pad_right, rollout_batch
 
 
 @dataclass
@@ -95,20 +95,12 @@ class ValueGuidedEngine:
         prompt_ids, prompt_mask = left_pad(expanded, self.pad_id)
         parts = [self._generate_chunk(prompt_ids[s : s + self.batch_size], prompt_mask[s : s + self.batch_size],
                                       sampling) for s in range(0, len(expanded), self.batch_size)]
-        width = max(p[0].shape[1] for p in parts)
-        response_ids = torch.cat([pad_right(p[0], width, self.pad_id) for p in parts])
-        sampling_logp = torch.cat([pad_right(p[1], width, 0.0) for p in parts])
-        guide_values = torch.cat([pad_right(p[2], width, 0.0) for p in parts])
-        response_mask = response_mask_until_eos(response_ids, self.eos_ids)
-        finished = (torch.isin(response_ids, torch.as_tensor(self.eos_ids)) & response_mask.bool()).any(dim=-1)
-        completions = self.tokenizer.batch_decode([ids[m.bool()] for ids, m in zip(response_ids, response_mask)],
-                                                  skip_special_tokens=True)
-        self.cost.tokens += int(response_mask.sum())
-        batch = RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response_ids,
-                             response_mask=response_mask, sampling_logp=sampling_logp * response_mask,
-                             group_ids=[i for i in range(len(prompts)) for _ in range(num_samples)],
-                             completions=completions, finished=finished)
-        batch.metadata["guide_values"] = [row[m.bool()].tolist() for row, m in zip(guide_values, response_mask)]
+        batch = rollout_batch(prompt_ids, prompt_mask, [p[0] for p in parts], [p[1] for p in parts],
+                              [i for i in range(len(prompts)) for _ in range(num_samples)], self.eos_ids, self.pad_id,
+                              self.tokenizer)
+        guide_values = torch.cat([pad_right(p[2], batch.response_ids.shape[1], 0.0) for p in parts])
+        batch.metadata["guide_values"] = [row[m.bool()].tolist() for row, m in zip(guide_values, batch.response_mask)]
+        self.cost.tokens += int(batch.response_mask.sum())
         return batch
 
     def _generate_chunk(self, ids: torch.Tensor, mask: torch.Tensor,

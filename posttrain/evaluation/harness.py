@@ -56,14 +56,16 @@ def _prompt_rows(suite: SuiteConfig, rows: list[dict[str, Any]], origin: str) ->
 
 
 def evaluate_suite(engine: RolloutEngine, tokenizer: PreTrainedTokenizerBase, context: int, suite: SuiteConfig,
-                   model_label: str, progress: bool = True, rewards: RewardSet | None = None) -> SuiteResult:
+                   model_label: str, progress: bool = True, rewards: RewardSet | None = None,
+                   examples: list[Example] | None = None) -> SuiteResult:
     """Generate the suite's samples with ``engine`` (a model of ``context`` tokens) and score them
     with ``rewards`` (default: built from the suite; a caller evaluating repeatedly builds them once).
 
     The suite's seed drives the sampling inside a forked RNG, so results are reproducible and a
     training run that evaluates between steps draws the same training samples as one that does not.
     """
-    examples = suite_examples(suite, tokenizer, context)
+    if examples is None:
+        examples = suite_examples(suite, tokenizer, context)
     sampling = suite.sampling
     params = SamplingParams(max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature or 1.0,
                             top_p=sampling.top_p, greedy=sampling.temperature == 0)
@@ -190,11 +192,12 @@ def _generate_and_score(models: _Models, suite: SuiteConfig, engine_name: str, p
     batch_size = suite.sampling.batch_size
     engine = build_engine(RolloutConfig(engine=engine_name, batch_size=batch_size * decode.n), model, tokenizer)
     context = context_length(model)
+    examples = suite_examples(suite, tokenizer, context)
     if decode.method != "base":
-        answers = {tuple(e.prompt_ids): e.answer for e in suite_examples(suite, tokenizer, context)}
+        answers = {tuple(e.prompt_ids): e.answer for e in examples}
         engine = build_decoder(decode, model, tokenizer, engine, batch_size, answers)
     label = models.path if decode.method == "base" else f"{models.path} {decode.label}"
-    result = evaluate_suite(engine, tokenizer, context, suite, label, progress)
+    result = evaluate_suite(engine, tokenizer, context, suite, label, progress, examples=examples)
     cost = getattr(engine, "cost", None)
     if cost is not None:
         result.metrics["evals_per_token"] = cost.evals_per_token

@@ -29,6 +29,23 @@ def response_mask_until_eos(response_ids: torch.Tensor, eos_ids: Sequence[int]) 
     return (~eos_seen_before).long()
 
 
+def rollout_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, responses: Sequence[torch.Tensor],
+                  logps: Sequence[torch.Tensor], group_ids: list[int], eos_ids: Sequence[int], pad_id: int,
+                  tokenizer: PreTrainedTokenizerBase) -> RolloutBatch:
+    """The batch of responses generated chunk by chunk (``responses``/``logps``: [rows, steps] each):
+    right-padded to one width, masked after the first EOS, decoded."""
+    width = max(r.shape[1] for r in responses)
+    response_ids = torch.cat([pad_right(r, width, pad_id) for r in responses])
+    sampling_logp = torch.cat([pad_right(lp, width, 0.0) for lp in logps])
+    response_mask = response_mask_until_eos(response_ids, eos_ids)
+    is_eos = torch.isin(response_ids, torch.as_tensor(list(eos_ids))) & response_mask.bool()
+    completions = tokenizer.batch_decode([ids[mask.bool()] for ids, mask in zip(response_ids, response_mask)],
+                                         skip_special_tokens=True)
+    return RolloutBatch(prompt_ids=prompt_ids, prompt_mask=prompt_mask, response_ids=response_ids,
+                        response_mask=response_mask, sampling_logp=sampling_logp * response_mask,
+                        group_ids=group_ids, completions=completions, finished=is_eos.any(dim=-1))
+
+
 class HFRolloutEngine:
     """Batched ``generate`` with left padding, returning sampling log-probs of the chosen tokens."""
 
@@ -52,25 +69,8 @@ class HFRolloutEngine:
         prompt_ids, prompt_mask = left_pad(expanded, self.pad_id)
         chunks = [self._generate_chunk(prompt_ids[s : s + self.batch_size], prompt_mask[s : s + self.batch_size],
                                        sampling) for s in range(0, len(expanded), self.batch_size)]
-        width = max(c[0].shape[1] for c in chunks)
-        response_ids = torch.cat([pad_right(c[0], width, self.pad_id) for c in chunks])
-        sampling_logp = torch.cat([pad_right(c[1], width, 0.0) for c in chunks])
-        response_mask = response_mask_until_eos(response_ids, self.eos_ids)
-        is_eos = torch.isin(response_ids, torch.as_tensor(self.eos_ids)) & response_mask.bool()
-        sampling_logp = sampling_logp * response_mask
-        completions = self.tokenizer.batch_decode(
-            [ids[mask.bool()] for ids, mask in zip(response_ids, response_mask)], skip_special_tokens=True
-        )
-        return RolloutBatch(
-            prompt_ids=prompt_ids,
-            prompt_mask=prompt_mask,
-            response_ids=response_ids,
-            response_mask=response_mask,
-            sampling_logp=sampling_logp,
-            group_ids=group_ids,
-            completions=completions,
-            finished=is_eos.any(dim=-1),
-        )
+        return rollout_batch(prompt_ids, prompt_mask, [c[0] for c in chunks], [c[1] for c in chunks], group_ids,
+                             self.eos_ids, self.pad_id, self.tokenizer)
 
     def _generate_chunk(
         self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, sampling: SamplingParams

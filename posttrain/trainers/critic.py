@@ -17,7 +17,6 @@ from accelerate import Accelerator
 
 from posttrain.algos import (
     categorical_support,
-    categorical_value,
     categorical_value_loss,
     clipped_value_loss,
     explained_variance,
@@ -30,8 +29,8 @@ from posttrain.algos import (
 )
 from posttrain.batch import RolloutBatch
 from posttrain.config.schema import Recipe
+from posttrain.decoding.value_head import state_values
 from posttrain.models.critic import load_critic
-from posttrain.trainers.logprobs import position_ids_from_mask
 
 CRITIC_DIR = "critic"
 
@@ -41,11 +40,8 @@ def critic_values(critic: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     """Values [B, T] of the last ``width`` tokens — each the value of the state *before* that token,
     read where the policy's logits for that token are — and the head's raw outputs [B, T, outputs]
     (float32). ``support`` turns categorical bin logits into expected values."""
-    logits = critic(input_ids=input_ids, attention_mask=attention_mask,
-                    position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
-    logits = logits[:, -width - 1 : -1, :].float()
-    values = logits[..., 0] if support is None else categorical_value(logits, support)
-    return values, logits
+    values, logits = state_values(critic, input_ids, attention_mask, width + 1, support)
+    return values[:, :-1], logits[:, :-1]
 
 
 class Critic:

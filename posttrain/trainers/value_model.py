@@ -21,6 +21,7 @@ from posttrain.algos import (
     categorical_value_loss,
     explained_variance,
     gae,
+    grpo_advantages,
     masked_mean,
     outcome_token_rewards,
 )
@@ -99,10 +100,8 @@ class ValueModelTrainer(Trainer):
             values = state_values(self.model, batch.input_ids.to(device), batch.attention_mask.to(device), width,
                                   self.support)[0].cpu() * mask
         scores = batch.scores
-        if self.algo.group_centred_values:
-            groups = torch.as_tensor(batch.group_ids)
-            means = torch.zeros(int(groups.max()) + 1).index_add_(0, groups, scores) / torch.bincount(groups)
-            scores = scores - means[groups]
+        if self.algo.group_centred_values:  # s − mean of the prompt's samples: Dr.GRPO's group baseline
+            scores = grpo_advantages(scores, batch.group_ids, scale_by_std=False)
         rewards = outcome_token_rewards(scores, mask)
         _, returns = gae(rewards, values, mask, self.algo.gamma, self.algo.gae_lambda_value)
         metrics.update({"value/explained_variance": explained_variance(returns, values, mask).item(),
