@@ -21,13 +21,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from posttrain.config.schema import RewardConfig, reward_labels
 
 logger = logging.getLogger(__name__)
+
+
+if TYPE_CHECKING:
+    from posttrain.batch import RolloutBatch
+    from posttrain.data.prompts import Example
 
 
 class RewardFn(Protocol):
@@ -151,6 +156,15 @@ class RewardSet:
             errors[term.name] = failed
             totals += term.spec.weight * values
         return ScoredBatch(totals, components, errors, seconds)
+
+    def score_rollout(self, examples: Sequence[Example], batch: RolloutBatch) -> ScoredBatch:
+        """Score a rollout of ``len(batch) // len(examples)`` consecutive samples per example, giving each
+        reward the example's prompt, reference answer and row and the response's token ids."""
+        per_example = len(batch) // len(examples)
+        expanded = [e for e in examples for _ in range(per_example)]
+        completion_ids = [row[mask.bool()].tolist() for row, mask in zip(batch.response_ids, batch.response_mask)]
+        return self.score([e.prompt for e in expanded], batch.completions, [e.answer for e in expanded],
+                          completion_ids, [e.fields for e in expanded])
 
     def _call(self, term: _Term, prompts: Sequence[str], completions: Sequence[str], answers: Sequence[str],
               context: dict[str, Sequence[Any]]) -> list[float]:

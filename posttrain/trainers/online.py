@@ -174,11 +174,8 @@ class OnlineTrainer(Trainer):
         batch = self.engine.generate([e.prompt_ids for e in examples], self.recipe.rollout.num_generations,
                                      self.sampling)
         n = self.recipe.rollout.num_generations
-        prompts = [e.prompt for e in examples for _ in range(n)]
         answers = [e.answer for e in examples for _ in range(n)]
-        completion_ids = [row[mask.bool()].tolist() for row, mask in zip(batch.response_ids, batch.response_mask)]
-        rows = [e.fields for e in examples for _ in range(n)]
-        scored = self.rewards.score(prompts, batch.completions, answers, completion_ids, rows)
+        scored = self.rewards.score_rollout(examples, batch)
         batch.metadata["correct"] = [answer_matches(c, a, self.answer_match_mode())
                                      for c, a in zip(batch.completions, answers)]
         scores = scored.totals

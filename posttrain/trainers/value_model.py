@@ -132,11 +132,8 @@ class ValueModelTrainer(Trainer):
         examples = [self.examples[i] for i in indices]
         n = self.recipe.rollout.num_generations
         batch = self.engine.generate([e.prompt_ids for e in examples], n, self.sampling)
-        prompts = [e.prompt for e in examples for _ in range(n)]
         answers = [e.answer for e in examples for _ in range(n)]
-        completion_ids = [row[m.bool()].tolist() for row, m in zip(batch.response_ids, batch.response_mask)]
-        scored = self.rewards.score(prompts, batch.completions, answers, completion_ids,
-                                    [e.fields for e in examples for _ in range(n)])
+        scored = self.rewards.score_rollout(examples, batch)
         scores = scored.totals
         if self.algo.missing_eos_penalty is not None:
             scores = scores - self.algo.missing_eos_penalty * (~batch.finished).float()
