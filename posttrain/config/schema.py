@@ -434,6 +434,10 @@ class Recipe(Section):
                     "rollout.num_generations must be >= 2 for group advantages "
                     "(or set algorithm.allow_singleton_groups=true)"
                 )
+        if self.algorithm.group_centred_values and self.rollout.num_generations < 2:
+            raise ValueError("algorithm.group_centred_values subtracts the mean reward of each prompt's samples; "
+                             f"rollout.num_generations={self.rollout.num_generations} leaves nothing to compare "
+                             "(use >= 2)")
         if self.algorithm.family in ("preference", "qrpo"):
             algo = self.algorithm
             if algo.beta <= 0:

@@ -128,3 +128,12 @@ def test_reward_labels_must_be_unique(tmp_path: Path) -> None:
         validate_recipe(grpo_recipe(tmp_path, rewards=rewards))
     twice = validate_recipe(grpo_recipe(tmp_path, rewards=[{"name": "exact_answer"}, {"name": "exact_answer"}]))
     assert len(twice.rewards) == 2  # unlabelled repeats are numbered: exact_answer, exact_answer_2
+
+
+def test_prompt_centred_value_targets_need_several_samples_per_prompt(tmp_path: Path) -> None:
+    raw = grpo_recipe(tmp_path, algorithm={"name": "ivo", "group_centred_values": True},
+                      rollout={"num_generations": 1})
+    with pytest.raises(ConfigError, match=r"algorithm.group_centred_values.*rollout.num_generations=1"):
+        validate_recipe(raw)
+    raw["rollout"]["num_generations"] = 2
+    assert validate_recipe(raw).algorithm.group_centred_values
