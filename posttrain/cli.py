@@ -172,8 +172,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         from posttrain.trainers import train
 
         result = train(recipe)
-        print(f"{result.status} at step {result.step}; metrics in {result.output_dir}; checkpoint {result.checkpoint}"
-              + (f"\nreason: {result.reason}" if result.reason else ""))
+        if result.is_main:
+            print(f"{result.status} at step {result.step}; metrics in {result.output_dir}; "
+                  f"checkpoint {result.checkpoint}" + (f"\nreason: {result.reason}" if result.reason else ""))
         return 0 if result.status == "completed" else 1
     if args.command == "quickstart":
         from posttrain.quickstart import run_quickstart

@@ -7,7 +7,7 @@ from posttrain.algos.advantages import (
     uniform_reward_group_fraction,
     zero_advantage_fraction,
 )
-from posttrain.algos.aggregation import LOSS_AGG_MODES, aggregate_loss, masked_mean
+from posttrain.algos.aggregation import LOSS_AGG_MODES, aggregate_loss, loss_units, masked_mean
 from posttrain.algos.bnpo import beta_density, bnpo_advantages, bnpo_decomposed_advantages, fit_normalisation
 from posttrain.algos.decoding import best_of_n_index, best_of_n_kl_bound, vas_logits
 from posttrain.algos.estimators import (
@@ -91,6 +91,7 @@ __all__ = [
     "length_adaptive_lambda",
     "mapo_advantages",
     "mapo_mixing_weight",
+    "loss_units",
     "masked_mean",
     "masked_whiten",
     "normalised_confidence",

@@ -50,6 +50,20 @@ def aggregate_loss(
     raise ValueError(f"unknown loss aggregation mode {mode!r}; expected one of {LOSS_AGG_MODES}")
 
 
+def loss_units(mask: torch.Tensor, mode: LossAggMode) -> torch.Tensor:
+    """How many units ``aggregate_loss`` averages over for ``mask``: tokens (``token-mean``), sequences
+    with a valid token (``seq-mean-token-mean``, ``seq-mean-token-sum``) or rows
+    (``seq-mean-token-sum-norm``). Processes that each hold a slice of a batch weight their losses by
+    these counts to reproduce the whole batch's loss."""
+    if mode == "token-mean":
+        return mask.sum()
+    if mode == "seq-mean-token-sum-norm":
+        return torch.tensor(float(mask.shape[0]))
+    if mode in ("seq-mean-token-mean", "seq-mean-token-sum"):
+        return (mask.sum(dim=-1) > 0).sum()
+    raise ValueError(f"unknown loss aggregation mode {mode!r}; expected one of {LOSS_AGG_MODES}")
+
+
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over positions where ``mask`` is 1 (0 when the mask is empty)."""
     mask = mask.to(values.dtype)

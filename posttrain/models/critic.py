@@ -32,6 +32,17 @@ def load_critic(spec: CriticConfig, policy: ModelConfig, device: torch.device) -
     model = _load_weights(spec, policy, device)
     setattr(model.config, HEAD_CONFIG_KEY, {"head": spec.head, "num_bins": spec.num_bins, "v_min": spec.v_min,
                                             "v_max": spec.v_max})
+    return without_dropout(model)
+
+
+def without_dropout(model: PreTrainedModel) -> PreTrainedModel:
+    """The model with every dropout off (and saved off). transformers' token-classification head
+    defaults to dropout 0.1 before the value head, which makes the values a critic is trained on
+    differ from those it produced for GAE, and makes them depend on the RNG stream."""
+    model.config.classifier_dropout = 0.0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     return model
 
 

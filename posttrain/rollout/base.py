@@ -18,6 +18,9 @@ class SamplingParams:
     top_p: float = 1.0
     top_k: int = 0
     greedy: bool = False
+    #: sampling seed of row 0; the engine samples a chunk starting at row r under ``seed + r``, so a
+    #: prompt's samples do not depend on which process or chunk generates it (None: the global RNG)
+    seed: int | None = None
 
 
 class RolloutEngine(Protocol):

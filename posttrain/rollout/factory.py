@@ -9,7 +9,9 @@ from posttrain.rollout.base import RolloutEngine
 from posttrain.rollout.hf import HFRolloutEngine
 
 
-def build_engine(spec: RolloutConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> RolloutEngine:
+def build_engine(spec: RolloutConfig, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
+                 synced: bool = False) -> RolloutEngine:
+    """The recipe's engine; ``synced`` when the policy is ZeRO-3-sharded across a launched world."""
     if spec.engine == "hf":
-        return HFRolloutEngine(model, tokenizer, batch_size=spec.batch_size)
+        return HFRolloutEngine(model, tokenizer, batch_size=spec.batch_size, synced=synced)
     raise ValueError(f"rollout.engine={spec.engine!r} is not available")

@@ -47,12 +47,17 @@ def rollout_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, responses
 
 
 class HFRolloutEngine:
-    """Batched ``generate`` with left padding, returning sampling log-probs of the chosen tokens."""
+    """Batched ``generate`` with left padding, returning sampling log-probs of the chosen tokens.
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 512) -> None:
+    ``synced`` keeps the processes of a ZeRO-3 world stepping together (each forward gathers the
+    sharded parameters from all of them) until every process's rows have finished."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 512,
+                 synced: bool = False) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.synced = synced
         eos = model.generation_config.eos_token_id
         if eos is None:
             eos = tokenizer.eos_token_id
@@ -68,14 +73,16 @@ class HFRolloutEngine:
         group_ids = [i for i in range(len(prompts)) for _ in range(num_samples)]
         prompt_ids, prompt_mask = left_pad(expanded, self.pad_id)
         chunks = [self._generate_chunk(prompt_ids[s : s + self.batch_size], prompt_mask[s : s + self.batch_size],
-                                       sampling) for s in range(0, len(expanded), self.batch_size)]
+                                       sampling, None if sampling.seed is None else sampling.seed + s)
+                  for s in range(0, len(expanded), self.batch_size)]
         return rollout_batch(prompt_ids, prompt_mask, [c[0] for c in chunks], [c[1] for c in chunks], group_ids,
                              self.eos_ids, self.pad_id, self.tokenizer)
 
     def _generate_chunk(
-        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, sampling: SamplingParams
+        self, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, sampling: SamplingParams, seed: int | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.model.device
+        prompt_ids, prompt_mask = drop_pad_columns(prompt_ids, prompt_mask)
         was_training = self.model.training
         self.model.eval()
         options = {"do_sample": False} if sampling.greedy else {
@@ -84,23 +91,36 @@ class HFRolloutEngine:
             "top_p": sampling.top_p,
             "top_k": sampling.top_k,
         }
+        rng = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None)
         try:
-            out = self.model.generate(
-                input_ids=prompt_ids.to(device),
-                attention_mask=prompt_mask.to(device),
-                max_new_tokens=sampling.max_new_tokens,
-                pad_token_id=self.pad_id,
-                eos_token_id=self.eos_ids,
-                return_dict_in_generate=True,
-                output_scores=True,
-                **options,
-            )
+            with rng:
+                if seed is not None:
+                    torch.manual_seed(seed)
+                out = self.model.generate(
+                    input_ids=prompt_ids.to(device),
+                    attention_mask=prompt_mask.to(device),
+                    max_new_tokens=sampling.max_new_tokens,
+                    pad_token_id=self.pad_id,
+                    eos_token_id=self.eos_ids,
+                    return_dict_in_generate=True,
+                    output_scores=True,
+                    synced_gpus=self.synced,
+                    **options,
+                )
         finally:
             self.model.train(was_training)
         response = out.sequences[:, prompt_ids.shape[1] :].cpu()
         scores = torch.stack(out.scores, dim=1).float().cpu()
         logp = torch.log_softmax(scores, dim=-1).gather(-1, response.unsqueeze(-1)).squeeze(-1)
         return response, torch.nan_to_num(logp, neginf=0.0)
+
+
+def drop_pad_columns(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded rows without the leading columns that are padding in every row, so a chunk's
+    computation does not depend on how long the prompts of other chunks were."""
+    filled = (mask.sum(dim=0) > 0).nonzero()
+    start = int(filled[0]) if len(filled) else 0
+    return ids[:, start:], mask[:, start:]
 
 
 def pad_right(tensor: torch.Tensor, width: int, value: float) -> torch.Tensor:

@@ -35,6 +35,7 @@ from posttrain.rewards.answer import MatchMode
 from posttrain.rollout.factory import build_engine
 from posttrain.trainers import checkpoint as ckpt
 from posttrain.trainers.metrics import MetricsWriter
+from posttrain.trainers.parallel import Parallel
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class RunResult:
     checkpoint: Path | None
     last_metrics: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    #: False on the other processes of a launched world (which report nothing)
+    is_main: bool = True
 
 
 class Trainer:
@@ -80,11 +83,13 @@ class Trainer:
         if self.cfg.torch_threads:
             torch.set_num_threads(self.cfg.torch_threads)
         seed_everything(self.cfg.seed)
-        self.resume_from = ckpt.resolve_resume(self.output_dir, self.cfg.resume)
-        if self.resume_from is None:
-            ckpt.claim_fresh_output_dir(self.output_dir, overwrite=self.cfg.overwrite)
-        self.tokenizer = load_tokenizer(self.recipe.model)
         self.accelerator = make_accelerator(self.recipe.model.device)
+        self.parallel = Parallel(self.accelerator, self.recipe)
+        self.resume_from = ckpt.resolve_resume(self.output_dir, self.cfg.resume)
+        if self.resume_from is None and self.parallel.is_main:
+            ckpt.claim_fresh_output_dir(self.output_dir, overwrite=self.cfg.overwrite)
+        self.parallel.barrier()
+        self.tokenizer = load_tokenizer(self.recipe.model)
         self.model = self._load_policy()
         self.context = context = context_length(self.model)
         data = self.recipe.data
@@ -97,23 +102,26 @@ class Trainer:
                                                    data, context, self.recipe.rollout.max_new_tokens)
         self.sampler = EpochSampler(len(self.examples), self.cfg.seed)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, betas=self.cfg.betas,
-                                           weight_decay=self.cfg.weight_decay)
+        self.optimizer = self.parallel.adamw(trainable, self.cfg.lr, self.cfg.betas, self.cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        self.model, self.optimizer = self.parallel.prepare_trainable(self.model, self.optimizer,
+                                                                     self.cfg.max_grad_norm)
         if self.generates:
-            self.engine = build_engine(self.recipe.rollout, self.policy, self.tokenizer)
+            self.engine = build_engine(self.recipe.rollout, self.policy, self.tokenizer,
+                                       synced=self.parallel.zero_stage == 3 and self.parallel.distributed)
         self.setup_family()
         metrics_path = self.output_dir / self.recipe.logging.metrics_file
         if self.resume_from is not None:
             self._restore(self.resume_from)
-            MetricsWriter.truncate_after(metrics_path, self.step)
-        elif metrics_path.exists():
+            if self.parallel.is_main:
+                MetricsWriter.truncate_after(metrics_path, self.step)
+        elif metrics_path.exists() and self.parallel.is_main:
             metrics_path.unlink()
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "recipe.yaml").write_text(recipe_to_yaml(self.recipe))
+        if self.parallel.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "recipe.yaml").write_text(recipe_to_yaml(self.recipe))
         tb = self.output_dir / "tensorboard" if self.recipe.logging.tensorboard else None
-        self.metrics = MetricsWriter(metrics_path, tb)
+        self.metrics = MetricsWriter(metrics_path, tb, enabled=self.parallel.is_main)
 
     def setup_family(self) -> None:
         """Family-specific set-up after the policy and optimiser exist (reference model, etc.)."""
@@ -179,7 +187,8 @@ class Trainer:
 
     def run(self) -> RunResult:
         self.setup()
-        reporter = ProgressReporter(self.cfg.steps, self.step, enabled=self.recipe.logging.progress,
+        reporter = ProgressReporter(self.cfg.steps, self.step,
+                                    enabled=self.recipe.logging.progress and self.parallel.is_main,
                                     label=f"{self.recipe.algorithm.name} {self.output_dir}")
         status, reason, metrics = "completed", "", {}
         started = time.perf_counter()
@@ -201,7 +210,7 @@ class Trainer:
                     if self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                         self.save()
                         saved_at = self.step
-                    reason = self._early_finish(metrics, time.perf_counter() - started)
+                    reason = self.parallel.broadcast_object(self._early_finish(metrics, time.perf_counter() - started))
                     if reason:
                         break
         except NonFiniteStop as err:
@@ -214,7 +223,7 @@ class Trainer:
         if reason:
             log = logger.info if status == "completed" else logger.warning
             log("run %s at step %d: %s", status, self.step, reason)
-        return RunResult(status, self.step, self.output_dir, checkpoint, metrics, reason)
+        return RunResult(status, self.step, self.output_dir, checkpoint, metrics, reason, self.parallel.is_main)
 
     def _early_finish(self, metrics: dict[str, Any], elapsed: float) -> str:
         """Why a run that is going well ends before trainer.steps ('' when it goes on)."""
@@ -253,9 +262,15 @@ class Trainer:
         model = model if model is not None else self.model
         optimizer = optimizer if optimizer is not None else self.optimizer
         optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
+        finite = self.parallel.all_true(bool(torch.isfinite(loss)))
         grad_norm = float("nan")
-        if finite:
+        if finite and self.parallel.deepspeed:
+            # the engine reduces the gradients, clips them to trainer.max_grad_norm and steps
+            model.backward(loss)
+            model.step()
+            grad_norm = float(model.get_global_grad_norm() or 0.0)
+            finite = math.isfinite(grad_norm)
+        elif finite:
             self.accelerator.backward(loss)
             max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else float("inf")
             grad_norm = float(self.accelerator.clip_grad_norm_(model.parameters(), max_norm))
@@ -272,29 +287,35 @@ class Trainer:
                 )
             return grad_norm, False
         self.consecutive_nonfinite = 0
-        optimizer.step()
+        if not self.parallel.deepspeed:
+            optimizer.step()
         return grad_norm, True
 
     # -------------------------------------------------------- checkpoints
     def save(self) -> Path:
+        """Write a checkpoint; in a launched world every process takes part (sharded optimiser
+        state, gathered ZeRO-3 weights) and the main process writes the files."""
+        parallel = self.parallel
         state = {
             "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": None if parallel.deepspeed else self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler": self.sampler.state_dict(),
-            "rng": ckpt.rng_state(),
+            "rng": parallel.gather_objects(ckpt.rng_state()),
             "consecutive_nonfinite": self.consecutive_nonfinite,
             "total_nonfinite": self.total_nonfinite,
             "family": self.family_state(),
         }
 
         def save_model(folder: Path) -> None:
-            self.policy.save_pretrained(folder)
-            self.tokenizer.save_pretrained(folder)
+            parallel.save_pretrained(self.model, folder)
+            if parallel.is_main:
+                self.tokenizer.save_pretrained(folder)
+            parallel.save_engine_state(self.model, folder.parent / ckpt.ZERO_DIR / "policy")
             self.save_family_models(folder.parent)
 
         return ckpt.save_checkpoint(self.output_dir, self.step, save_model, state, recipe_to_yaml(self.recipe),
-                                    self.cfg.save_total_limit)
+                                    self.cfg.save_total_limit, parallel)
 
     def family_state(self) -> dict[str, Any]:
         return {}
@@ -308,13 +329,14 @@ class Trainer:
     def _restore(self, checkpoint: Path) -> None:
         state = ckpt.load_state(checkpoint)
         self.step = state["step"]
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.parallel.load_optimizer_state(self.model, self.optimizer, state["optimizer"],
+                                           checkpoint / ckpt.ZERO_DIR / "policy")
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         self.consecutive_nonfinite = state["consecutive_nonfinite"]
         self.total_nonfinite = state["total_nonfinite"]
         self.load_family_state(state.get("family", {}))
-        ckpt.restore_rng(state["rng"])
+        ckpt.restore_rng(self.parallel.own_rng_state(state["rng"]))
         logger.info("resumed from %s at step %d", checkpoint, self.step)
 
 
@@ -325,7 +347,9 @@ def seed_everything(seed: int) -> None:
 
 
 def make_accelerator(device: str) -> Accelerator:
-    """An Accelerator for this process; without CUDA a launched multi-process world talks over gloo."""
+    """An Accelerator for this process; without CUDA a launched multi-process world talks over gloo.
+    (``cpu=True`` would make accelerate drop a DeepSpeed launch's plugin, so a DeepSpeed launch keeps it.)"""
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
-    return Accelerator(cpu=device == "cpu", kwargs_handlers=handlers)
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    return Accelerator(cpu=device == "cpu" and not deepspeed, kwargs_handlers=handlers)

@@ -2,8 +2,9 @@
 
 Layout of ``<output_dir>/checkpoints/step-000042/``: ``model/`` (``save_pretrained``
 weights and tokenizer), ``trainer_state.pt`` (optimiser, scheduler, RNG, data order,
-counters), ``recipe.yaml`` and ``manifest.json``, written last. A folder without a
-manifest is never picked up, so a crash mid-write cannot pass for a checkpoint.
+counters), ``zero/`` (DeepSpeed's sharded engine state, launched runs only), ``recipe.yaml``
+and ``manifest.json``, written last. A folder without a manifest is never picked up, so a
+crash mid-write cannot pass for a checkpoint.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,6 +23,16 @@ import torch
 MANIFEST = "manifest.json"
 STATE_FILE = "trainer_state.pt"
 MODEL_DIR = "model"
+ZERO_DIR = "zero"
+
+
+class World(Protocol):
+    """The processes writing one checkpoint together: the main one writes the shared files."""
+
+    is_main: bool
+    distributed: bool
+
+    def barrier(self) -> None: ...
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
@@ -35,16 +46,39 @@ def save_checkpoint(
     state: dict[str, Any],
     recipe_yaml: str,
     keep: int | None,
+    world: World | None = None,
 ) -> Path:
-    """Write the checkpoint of ``step``; ``save_model(folder)`` writes the HF-format weights."""
+    """Write the checkpoint of ``step``; ``save_model(folder)`` writes the HF-format weights (on
+    every process of ``world``, which all write into the one temporary folder)."""
+    main = world is None or world.is_main
     root = checkpoint_root(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
-    tmp = root / f".tmp-step-{step:06d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tag = _tmp_tag(world)
+    tmp = root / f".tmp-step-{step:06d}-{tag}"
+    if main:
+        root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    if world is not None:
+        world.barrier()
     save_model(tmp / MODEL_DIR)
+    if world is not None:
+        world.barrier()
+    if main:
+        _complete(root, tmp, final, step, state, recipe_yaml, keep, tag)
+    if world is not None:
+        world.barrier()
+    return final
+
+
+def _tmp_tag(world: World | None) -> str:
+    """A launched world shares one temporary folder; a single process owns one named by its pid."""
+    return "world" if world is not None and world.distributed else str(os.getpid())
+
+
+def _complete(root: Path, tmp: Path, final: Path, step: int, state: dict[str, Any], recipe_yaml: str,
+              keep: int | None, tag: str) -> None:
     torch.save(state, tmp / STATE_FILE)
     (tmp / "recipe.yaml").write_text(recipe_yaml)
     manifest = {"step": step, "time": time.time(), "files": sorted(p.name for p in tmp.iterdir())}
@@ -55,8 +89,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _prune(root, keep)
-    return final
+    _prune(root, keep, tag)
 
 
 def complete_checkpoints(output_dir: str | Path) -> list[Path]:
@@ -113,9 +146,9 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _prune(root: Path, keep: int | None) -> None:
+def _prune(root: Path, keep: int | None, tag: str) -> None:
     for stale in root.glob(".tmp-step-*"):
-        if not stale.name.endswith(f"-{os.getpid()}"):
+        if not stale.name.endswith(f"-{tag}"):
             shutil.rmtree(stale, ignore_errors=True)
     if keep is None:
         return

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
 
 from posttrain.algos import (
     categorical_support,
@@ -31,6 +30,8 @@ from posttrain.batch import RolloutBatch
 from posttrain.config.schema import Recipe
 from posttrain.decoding.value_head import state_values
 from posttrain.models.critic import load_critic
+from posttrain.trainers.checkpoint import ZERO_DIR
+from posttrain.trainers.parallel import Parallel
 
 CRITIC_DIR = "critic"
 
@@ -45,21 +46,22 @@ def critic_values(critic: torch.nn.Module, input_ids: torch.Tensor, attention_ma
 
 
 class Critic:
-    def __init__(self, recipe: Recipe, accelerator: Accelerator, lr_factor: Callable[[int], float],
+    def __init__(self, recipe: Recipe, parallel: Parallel, lr_factor: Callable[[int], float],
                  resume_from: Path | None) -> None:
         self.recipe, self.algo, self.spec = recipe, recipe.algorithm, recipe.critic
-        self.accelerator = accelerator
+        self.parallel, self.accelerator = parallel, parallel.accelerator
+        self.resume_from = resume_from
         spec = self.spec
         if resume_from is not None:
             spec = spec.model_copy(update={"path": str(resume_from / CRITIC_DIR)})
-        model = load_critic(spec, recipe.model, accelerator.device).train()
+        model = load_critic(spec, recipe.model, self.accelerator.device).train()
         self.support = None if self.spec.head == "scalar" else categorical_support(
             self.spec.head, self.spec.v_min, self.spec.v_max, self.spec.num_bins)
         trainer = recipe.trainer
-        optimizer = torch.optim.AdamW(model.parameters(), lr=self.spec.lr or trainer.lr, betas=trainer.betas,
-                                      weight_decay=self.spec.weight_decay)
+        optimizer = parallel.adamw(list(model.parameters()), self.spec.lr or trainer.lr, trainer.betas,
+                                   self.spec.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-        self.model, self.optimizer = accelerator.prepare(model, optimizer)
+        self.model, self.optimizer = parallel.prepare_trainable(model, optimizer, trainer.max_grad_norm)
 
     @property
     def unwrapped(self) -> torch.nn.Module:
@@ -122,11 +124,15 @@ class Critic:
 
     # --------------------------------------------------------- checkpoints
     def save(self, checkpoint: Path) -> None:
-        self.unwrapped.save_pretrained(checkpoint / CRITIC_DIR)
+        self.parallel.save_pretrained(self.model, checkpoint / CRITIC_DIR)
+        self.parallel.save_engine_state(self.model, checkpoint / ZERO_DIR / CRITIC_DIR)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        optimizer = None if self.parallel.deepspeed else self.optimizer.state_dict()
+        return {"optimizer": optimizer, "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        assert self.resume_from is not None
+        self.parallel.load_optimizer_state(self.model, self.optimizer, state["optimizer"],
+                                           self.resume_from / ZERO_DIR / CRITIC_DIR)
         self.scheduler.load_state_dict(state["scheduler"])

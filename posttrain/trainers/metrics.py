@@ -9,11 +9,16 @@ from typing import Any
 
 
 class MetricsWriter:
-    def __init__(self, path: Path, tensorboard_dir: Path | None = None) -> None:
+    """Writes ``path`` (one process of a launched world writes; the others pass ``enabled=False``)."""
+
+    def __init__(self, path: Path, tensorboard_dir: Path | None = None, enabled: bool = True) -> None:
         self.path = path
+        self._file = None
+        self._tb = None
+        if not enabled:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a")
-        self._tb = None
         if tensorboard_dir is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -39,6 +44,8 @@ class MetricsWriter:
         return len(kept)
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
+        if self._file is None:
+            return
         record = {"step": step, **{k: _plain(v) for k, v in metrics.items()}}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
@@ -48,7 +55,8 @@ class MetricsWriter:
                     self._tb.add_scalar(key, value, step)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 

@@ -78,7 +78,7 @@ class OfflineTrainer(Trainer):
         if self.recipe.reference.path is not None:
             spec = spec.model_copy(update={"path": self.recipe.reference.path, "tiny": None})
         model = load_causal_lm(spec, self.accelerator.device).eval()
-        return model.requires_grad_(False)
+        return self.parallel.prepare_frozen(model.requires_grad_(False))
 
     @contextlib.contextmanager
     def _reference_model(self) -> Iterator[tuple[torch.nn.Module, list[tuple[str, torch.Tensor]]]]:

@@ -7,9 +7,10 @@ value loss is minimised beside the policy loss and which may train alone for a w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from posttrain.algos import (
     entropy_bonus,
     group_indices,
     kl_penalty,
+    loss_units,
     masked_mean,
     overlong_penalty,
     positive_example_nll,
@@ -65,14 +67,14 @@ class OnlineTrainer(Trainer):
                                        top_p=rollout.top_p, top_k=rollout.top_k)
         self.reference = None
         if self.algo.beta > 0 and not self.recipe.model.lora.enabled:
-            self.reference = load_causal_lm(self.recipe.model, self.accelerator.device).eval()
-            self.reference.requires_grad_(False)
+            reference = load_causal_lm(self.recipe.model, self.accelerator.device).eval()
+            self.reference = self.parallel.prepare_frozen(reference.requires_grad_(False))
         self.kl_coef = self.algo.beta
         self.rollout_kl: float | None = None
         self.value_warmup_over = False
         self.critic = None
         if self.algo.advantage_estimator == "gae":
-            self.critic = Critic(self.recipe, self.accelerator, self._lr_factor, self.resume_from)
+            self.critic = Critic(self.recipe, self.parallel, self._lr_factor, self.resume_from)
 
     def policy_frozen(self, step: int) -> bool:
         """During the value warm-up only the critic learns, on rollouts of the unchanged policy."""
@@ -148,7 +150,7 @@ class OnlineTrainer(Trainer):
         kept: list[RolloutBatch] = []
         groups_kept = 0
         while len(rounds) < max_rounds and groups_kept < wanted:
-            current = self._generate_round(wanted)
+            current = self._generate_round(wanted, len(rounds))
             rounds.append(current)
             groups = group_indices(current.batch.group_ids)
             if self.algo.dynamic_sampling:
@@ -167,17 +169,22 @@ class OnlineTrainer(Trainer):
                             "dynamic_sampling/dropped_groups": seen - groups_kept})
         return batch, metrics
 
-    def _generate_round(self, num_prompts: int) -> _Round:
-        """Generate, score, shape the reward, and attach token-level (weighted) advantages."""
+    def _generate_round(self, num_prompts: int, round_index: int) -> _Round:
+        """Generate, score, shape the reward, and attach token-level (weighted) advantages.
+
+        In a launched world each process generates and scores its slice of the prompts (their
+        samples seeded by row, so they equal a single process's) and the slices are gathered, so
+        every process holds the whole batch from here on."""
         indices = self.sampler.next_batch(num_prompts)
-        examples = [self.examples[i] for i in indices]
-        batch = self.engine.generate([e.prompt_ids for e in examples], self.recipe.rollout.num_generations,
-                                     self.sampling)
+        examples = [self.examples[i] for i in self.parallel.shard(indices)]
         n = self.recipe.rollout.num_generations
+        seed = _sampling_seed(self.cfg.seed, self.step, round_index) + self.parallel.row_offset(len(indices) * n)
+        batch = self.engine.generate([e.prompt_ids for e in examples], n, replace(self.sampling, seed=seed))
         answers = [e.answer for e in examples for _ in range(n)]
         scored = self.rewards.score_rollout(examples, batch)
         batch.metadata["correct"] = [answer_matches(c, a, self.answer_match_mode())
                                      for c, a in zip(batch.completions, answers)]
+        batch, scored = self._gather(batch, scored)
         scores = scored.totals
         shaping: dict[str, torch.Tensor] = {}
         token_kl = None
@@ -201,6 +208,20 @@ class OnlineTrainer(Trainer):
         advantages = compute_advantages(self.algo.advantage_estimator, rollout, self.advantage_options)
         batch.advantages = broadcast_to_tokens(advantages.weighted, batch.response_mask)
         return _Round(batch, scored, shaping, zero_advantage_fraction(advantages.weighted, batch.group_ids))
+
+    def _gather(self, batch: RolloutBatch, scored: ScoredBatch) -> tuple[RolloutBatch, ScoredBatch]:
+        """Every process's slice of a round, in rank order."""
+        if not self.parallel.distributed:
+            return batch, scored
+        pieces = self.parallel.gather_objects((batch, scored))
+        parts = [s for _, s in pieces]
+        merged = ScoredBatch(
+            totals=torch.cat([s.totals for s in parts]),
+            components={k: torch.cat([s.components[k] for s in parts]) for k in scored.components},
+            errors={k: sum(s.errors[k] for s in parts) for k in scored.errors},
+            seconds={k: max(s.seconds.get(k, 0.0) for s in parts) for k in scored.seconds},
+        )
+        return concat_batches([b for b, _ in pieces]), merged
 
     @staticmethod
     def _round_metrics(rounds: list[_Round]) -> dict[str, Any]:
@@ -228,15 +249,19 @@ class OnlineTrainer(Trainer):
         """Old log-probs from the current weights (never the engine's), reference log-probs if needed.
 
         Fields already filled (by KL-in-reward shaping) are kept, so nothing is computed twice."""
-        device = self.accelerator.device
-        ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-        width, temperature = batch.response_ids.shape[1], self.recipe.rollout.temperature
         needs_old = force_old or self.cfg.epochs > 1 or self._num_minibatches(len(batch)) > 1
         if needs_old and batch.old_logp is None:
-            batch.old_logp = response_logprobs(self.model, ids, mask, width, temperature)[0].cpu()
+            batch.old_logp = self._sharded_logprobs(self.model, batch)
         if self.algo.beta > 0 and batch.ref_logp is None:
             with self._reference_context() as reference:
-                batch.ref_logp = response_logprobs(reference, ids, mask, width, temperature)[0].cpu()
+                batch.ref_logp = self._sharded_logprobs(reference, batch)
+
+    def _sharded_logprobs(self, model: torch.nn.Module, batch: RolloutBatch) -> torch.Tensor:
+        """Response log-probs of every row: each process computes its slice, the slices are gathered."""
+        part = batch.select(self.parallel.shard(range(len(batch)))).to(self.accelerator.device)
+        logp = response_logprobs(model, part.input_ids, part.attention_mask, part.response_ids.shape[1],
+                                 self.recipe.rollout.temperature)[0]
+        return self.parallel.gather_rows(logp).cpu()
 
     @contextlib.contextmanager
     def _reference_context(self):
@@ -251,16 +276,21 @@ class OnlineTrainer(Trainer):
         return math.ceil(size / (self.cfg.minibatch_size or size))
 
     def _update(self, batch: RolloutBatch, policy_frozen: bool = False) -> dict[str, Any]:
-        """K epochs over minibatches: a policy update (unless frozen) and a critic update (if any) on each."""
+        """K epochs over minibatches: a policy update (unless frozen) and a critic update (if any) on each.
+
+        Each process takes its slice of every minibatch; the minibatch order is seeded by the step, so
+        all processes (and a single-process run) cut the batch alike."""
         device = self.accelerator.device
         size = len(batch)
         minibatch = self.cfg.minibatch_size or size
         totals: dict[str, list[float]] = {}
         applied = 0
-        for _ in range(self.cfg.epochs):
-            order = torch.randperm(size) if minibatch < size else torch.arange(size)
+        for epoch in range(self.cfg.epochs):
+            shuffle = torch.Generator().manual_seed(_sampling_seed(self.cfg.seed, self.step, epoch, "minibatches"))
+            order = torch.randperm(size, generator=shuffle) if minibatch < size else torch.arange(size)
             for start in range(0, size, minibatch):
-                mb = batch.select(order[start : start + minibatch]).to(device)
+                rows = order[start : start + minibatch].tolist()
+                mb = batch.select(self.parallel.shard(rows)).to(device)
                 stats: dict[str, float] = {}
                 if not policy_frozen:
                     loss, stats = self._loss(mb)
@@ -268,7 +298,9 @@ class OnlineTrainer(Trainer):
                     applied += ok
                 if self.critic is not None:
                     value_loss, value_stats = self.critic.loss(mb)
-                    value_stats["critic/grad_norm"], _ = self.apply_update(value_loss, self.critic.model,
+                    scale, total = self.parallel.loss_share(mb.response_mask.sum())
+                    value_stats = self.parallel.weighted_mean(value_stats, float(mb.response_mask.sum()), total)
+                    value_stats["critic/grad_norm"], _ = self.apply_update(value_loss * scale, self.critic.model,
                                                                           self.critic.optimizer)
                     stats.update(value_stats)
                 for key, value in stats.items():
@@ -279,6 +311,8 @@ class OnlineTrainer(Trainer):
         return result
 
     def _loss(self, mb: RolloutBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        """This process's share of the minibatch loss (each term weighted by its units, so the
+        processes' gradients average to the whole minibatch's) and the minibatch's statistics."""
         algo = self.algo
         logp, entropy = response_logprobs(self.model, mb.input_ids, mb.attention_mask, mb.response_ids.shape[1],
                                           self.recipe.rollout.temperature, with_entropy=True,
@@ -299,16 +333,28 @@ class OnlineTrainer(Trainer):
         stats["loss/policy"] = loss.item()
         if algo.entropy_coef > 0:
             loss = loss - entropy_bonus(entropy, mask, algo.entropy_coef, algo.loss_agg_mode, norm)
+        units = float(loss_units(mask, algo.loss_agg_mode))
+        scale, total = self.parallel.loss_share(units)
+        stats["loss"] = loss.item()
+        share = loss * scale
         if algo.positive_nll_coef > 0:
-            nll = positive_example_nll(logp, mask, torch.tensor(mb.metadata["correct"], device=logp.device))
-            loss = loss + algo.positive_nll_coef * nll
+            positive = torch.tensor(mb.metadata["correct"], device=logp.device)
+            nll = positive_example_nll(logp, mask, positive)
+            nll_scale, _ = self.parallel.loss_share((mask * positive.unsqueeze(-1)).sum())
+            share = share + algo.positive_nll_coef * nll * nll_scale
             stats["loss/positive_nll"] = nll.item()
+            stats["loss"] += algo.positive_nll_coef * nll.item()
         stats.update({
-            "loss": loss.item(),
             "policy/clip_fraction": surrogate.clip_fraction.item(),
             "policy/dual_clip_fraction": surrogate.dual_clip_fraction.item(),
             "policy/approx_kl": surrogate.approx_kl.item(),
             "entropy": masked_mean(entropy.detach(), mask).item(),
         })
-        return loss, stats
+        return share, self.parallel.weighted_mean(stats, units, total)
 
+
+
+def _sampling_seed(seed: int, step: int, index: int, purpose: str = "rollout") -> int:
+    """A 48-bit seed of its own for each (run seed, step, index, purpose)."""
+    digest = hashlib.sha256(f"{seed}/{step}/{index}/{purpose}".encode()).digest()
+    return int.from_bytes(digest[:6], "big")

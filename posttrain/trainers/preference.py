@@ -75,7 +75,7 @@ class PreferenceTrainer(OfflineTrainer):
 
     def train_step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        indices = self.sampler.next_batch(self.cfg.batch_size)
+        indices = self.parallel.shard(self.sampler.next_batch(self.cfg.batch_size))
         pairs = [self.examples[i] for i in indices]
         prompts, completions = _sides(pairs)
         logp, lengths = completion_logp_sums(self.model, prompts, completions, self.tokenizer.pad_token_id,
@@ -83,9 +83,10 @@ class PreferenceTrainer(OfflineTrainer):
         n = len(pairs)
         out = self.pair_loss(indices, pairs, "train", (logp[:n], logp[n:]), lengths)
         loss = out.losses.mean()
-        grad_norm, applied = self.apply_update(loss)
+        scale, total = self.parallel.loss_share(n)
+        grad_norm, applied = self.apply_update(loss * scale)
         elapsed = time.perf_counter() - t0
-        metrics = {
+        means = self.parallel.weighted_mean({
             "loss": loss.item(),
             "accuracy": out.accuracy.item(),
             "reward/chosen": out.chosen_rewards.mean().item(),
@@ -93,10 +94,14 @@ class PreferenceTrainer(OfflineTrainer):
             "reward/margin": (out.chosen_rewards - out.rejected_rewards).mean().item(),
             "logp/chosen": logp[:n].mean().item(),
             "logp/rejected": logp[n:].mean().item(),
+        }, n, total)
+        tokens = self.parallel.sum(sum(map(len, prompts)) + lengths.sum().item())
+        metrics = {
+            **means,
             "grad_norm": grad_norm,
             "nonfinite/skipped": int(not applied),
             "time/step_s": elapsed,
-            "throughput/tokens_per_s": float(sum(map(len, prompts)) + lengths.sum().item()) / elapsed,
+            "throughput/tokens_per_s": tokens / elapsed,
         }
         if step == 1:
             metrics.update(self.data_counts)

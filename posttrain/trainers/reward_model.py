@@ -64,7 +64,7 @@ class RewardModelTrainer(Trainer):
 
     def train_step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        indices = self.sampler.next_batch(self.cfg.batch_size)
+        indices = self.parallel.shard(self.sampler.next_batch(self.cfg.batch_size))
         pairs = [self.pairs[i] for i in indices]
         device = self.accelerator.device
         ids, mask = encode_texts(self.tokenizer, [c for c, _ in pairs] + [r for _, r in pairs], self.context)
@@ -72,18 +72,21 @@ class RewardModelTrainer(Trainer):
         chosen, rejected = rewards[: len(pairs)], rewards[len(pairs) :]
         margin = chosen - rejected
         loss = -F.logsigmoid(margin).mean()
-        grad_norm, applied = self.apply_update(loss)
+        scale, total = self.parallel.loss_share(len(pairs))
+        grad_norm, applied = self.apply_update(loss * scale)
         elapsed = time.perf_counter() - t0
         metrics = {
-            "loss": loss.item(),
-            "accuracy": (margin > 0).float().mean().item(),
-            "margin": margin.mean().item(),
-            "reward/chosen": chosen.mean().item(),
-            "reward/rejected": rejected.mean().item(),
+            **self.parallel.weighted_mean({
+                "loss": loss.item(),
+                "accuracy": (margin > 0).float().mean().item(),
+                "margin": margin.mean().item(),
+                "reward/chosen": chosen.mean().item(),
+                "reward/rejected": rejected.mean().item(),
+            }, len(pairs), total),
             "grad_norm": grad_norm,
             "nonfinite/skipped": int(not applied),
             "time/step_s": elapsed,
-            "throughput/tokens_per_s": float(mask.sum()) / elapsed,
+            "throughput/tokens_per_s": self.parallel.sum(mask.sum()) / elapsed,
         }
         if step == 1:
             metrics.update(self.dropped_pairs)

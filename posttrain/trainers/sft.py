@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from posttrain.algos import aggregate_loss
+from posttrain.algos import aggregate_loss, loss_units
 from posttrain.batch import prompt_completion_batch
 from posttrain.trainers.base import Trainer
 from posttrain.trainers.logprobs import response_logprobs
@@ -29,7 +29,7 @@ class SFTTrainer(Trainer):
 
     def train_step(self, step: int) -> dict[str, Any]:
         t0 = time.perf_counter()
-        indices = self.sampler.next_batch(self.cfg.batch_size)
+        indices = self.parallel.shard(self.sampler.next_batch(self.cfg.batch_size))
         input_ids, attention_mask, completion_mask = prompt_completion_batch(
             [self.examples[i].prompt_ids for i in indices], [self.completion_ids[i] for i in indices],
             self.tokenizer.pad_token_id)
@@ -37,13 +37,16 @@ class SFTTrainer(Trainer):
         width = completion_mask.shape[1]
         logp, _ = response_logprobs(self.model, input_ids.to(device), attention_mask.to(device), width)
         mask = completion_mask.to(device).float()
-        loss = aggregate_loss(-logp, mask, self.recipe.algorithm.loss_agg_mode)
-        grad_norm, applied = self.apply_update(loss)
+        mode = self.recipe.algorithm.loss_agg_mode
+        loss = aggregate_loss(-logp, mask, mode)
+        units = loss_units(mask, mode)
+        scale, total = self.parallel.loss_share(units)
+        grad_norm, applied = self.apply_update(loss * scale)
         elapsed = time.perf_counter() - t0
         return {
-            "loss": loss.item(),
+            **self.parallel.weighted_mean({"loss": loss.item()}, float(units), total),
             "grad_norm": grad_norm,
             "nonfinite/skipped": int(not applied),
             "time/step_s": elapsed,
-            "throughput/tokens_per_s": float(attention_mask.sum()) / elapsed,
+            "throughput/tokens_per_s": self.parallel.sum(attention_mask.sum()) / elapsed,
         }

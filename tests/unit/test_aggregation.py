@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from posttrain.algos import aggregate_loss
+from posttrain.algos import aggregate_loss, loss_units
 
 pytestmark = pytest.mark.unit
 
@@ -43,3 +43,16 @@ def test_all_empty_is_zero_not_nan() -> None:
 def test_unknown_mode_names_the_choices() -> None:
     with pytest.raises(ValueError, match="token-mean"):
         aggregate_loss(LOSS, MASK, "mean")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"])
+def test_slices_weighted_by_units_give_the_whole_batch_loss(mode: str) -> None:
+    """Two processes each holding half the rows: Σ loss_half · units_half / units_total is the
+    whole batch's loss (what a 2-process step reproduces)."""
+    loss = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0], [0.5, 0.5, 0.5], [9.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 0]])
+    halves = [(loss[:2], mask[:2]), (loss[2:], mask[2:])]
+    units = [float(loss_units(m, mode)) for _, m in halves]
+    combined = sum(float(aggregate_loss(part, m, mode, 3)) * u / sum(units) for (part, m), u in zip(halves, units))
+    assert combined == pytest.approx(float(aggregate_loss(loss, mask, mode, 3)), abs=1e-6)
+    assert [float(loss_units(mask, mode))] == [{"token-mean": 6.0, "seq-mean-token-sum-norm": 4.0}.get(mode, 3.0)]

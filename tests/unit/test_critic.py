@@ -15,6 +15,7 @@ from posttrain.models.loading import ModelLoadError
 from posttrain.models.tiny import build_tiny_model
 from posttrain.trainers import critic as critic_module
 from posttrain.trainers.critic import Critic, critic_values
+from posttrain.trainers.parallel import Parallel
 
 pytestmark = pytest.mark.unit
 
@@ -90,7 +91,7 @@ def test_decoupled_and_length_adaptive_gae_inside_the_loop(
         switches: dict, expected: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = validate_recipe({"model": {"tiny": TINY.model_dump()}, "data": {"task": {}},
                               "algorithm": {"name": "vc_ppo", "whiten_advantages": False, **switches}})
-    critic = Critic(recipe, Accelerator(cpu=True), lambda step: 1.0, None)
+    critic = Critic(recipe, Parallel(Accelerator(cpu=True), recipe), lambda step: 1.0, None)
     monkeypatch.setattr(critic_module, "critic_values",
                         lambda *args: (torch.tensor([[0.5, 0.6, 0.7, 9.0]]), torch.zeros(1, 4, 1)))
     batch = gae_batch()
@@ -103,9 +104,21 @@ def test_decoupled_and_length_adaptive_gae_inside_the_loop(
 def test_kl_in_the_reward_is_shaped_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = validate_recipe({"model": {"tiny": TINY.model_dump()}, "data": {"task": {}},
                               "algorithm": {"name": "ppo", "whiten_advantages": False, "beta": 0.1}})
-    critic = Critic(recipe, Accelerator(cpu=True), lambda step: 1.0, None)
+    critic = Critic(recipe, Parallel(Accelerator(cpu=True), recipe), lambda step: 1.0, None)
     monkeypatch.setattr(critic_module, "critic_values",
                         lambda *args: (torch.tensor([[0.5, 0.6, 0.7, 0.0]]), torch.zeros(1, 4, 1)))
     batch = gae_batch()
     critic.attach_advantages(batch, torch.tensor([1.0]), torch.tensor([[0.2, -0.1, 0.3, 0.0]]), 0.1)
     torch.testing.assert_close(batch.advantages[0, :3], torch.tensor([0.428175, 0.3665, 0.27]), atol=1e-6, rtol=0)
+
+
+def test_critic_values_do_not_depend_on_the_rng_in_train_mode(tmp_path: Path) -> None:
+    """transformers' token-classification head brings dropout 0.1; a critic must not keep it, or its
+    training values differ from the values it gave GAE."""
+    critic = load_critic(CriticConfig(), POLICY, CPU).train()
+    ids, mask = batch_of([5, 6, 7], [8, 9], 0, 3)
+    first, _ = critic_values(critic, ids, mask, 3, None)
+    second, _ = critic_values(critic, ids, mask, 3, None)
+    assert torch.equal(first, second)
+    critic.save_pretrained(tmp_path)
+    assert load_critic(CriticConfig(path=str(tmp_path)), POLICY, CPU).config.classifier_dropout == 0.0
