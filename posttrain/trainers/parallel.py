@@ -13,7 +13,6 @@ engines under ZeRO-3 and replicated otherwise.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 from collections.abc import Iterator, Sequence
@@ -164,7 +163,8 @@ class Parallel:
         import deepspeed
 
         config = self._engine_config()
-        config["zero_optimization"] = {"stage": 3, "stage3_param_persistence_threshold": 0}
+        config["zero_optimization"] = {key: value for key, value in config.get("zero_optimization", {}).items()
+                                       if key != "offload_optimizer"}
         engine, *_ = deepspeed.initialize(model=model, config=config)
         engine.eval()
         return engine.module
@@ -177,26 +177,34 @@ class Parallel:
                        "train_batch_size": self.world})
         return config
 
-    @contextlib.contextmanager
-    def full_parameters(self, model: torch.nn.Module) -> Iterator[None]:
-        """Inside the block the model's full parameters are present on every process (ZeRO-3
-        gathers them; otherwise they already are)."""
-        if self.zero_stage != 3:
-            yield
-            return
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
-            yield
-
-
     # ---------------------------------------------------------- checkpoints
+    def stream_parameters(self, model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, full tensor) of each parameter in turn; under ZeRO-3 one parameter is gathered at a
+        time, so no process ever holds the whole model (the tensor is valid until the next one)."""
+        for name, param in model.named_parameters():
+            if self.zero_stage == 3:
+                import deepspeed
+
+                with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                    yield name, param.data
+            else:
+                yield name, param.data
+
     def save_pretrained(self, model: torch.nn.Module, folder: Path) -> None:
-        """``save_pretrained`` of the full (ZeRO-3: gathered) weights, written by the main process."""
+        """``save_pretrained`` of the full weights, written by the main process; under ZeRO-3 they are
+        streamed parameter by parameter into the main process's CPU state dict."""
         unwrapped = self.accelerator.unwrap_model(model)
-        with self.full_parameters(unwrapped):
+        if self.zero_stage != 3:
             if self.is_main:
                 unwrapped.save_pretrained(folder)
+            return
+        state = {name: tensor.detach().to("cpu", copy=True) for name, tensor in self.stream_parameters(unwrapped)
+                 if self.is_main}
+        if self.is_main:
+            persistent = unwrapped.state_dict().keys()
+            state.update({name: buffer.detach().cpu() for name, buffer in unwrapped.named_buffers()
+                          if name in persistent})
+            unwrapped.save_pretrained(folder, state_dict=state)
 
     def save_engine_state(self, model: torch.nn.Module, folder: Path) -> None:
         """DeepSpeed's sharded optimiser state (every process writes its partition); nothing otherwise."""
@@ -242,6 +250,11 @@ def check_launch(recipe: Recipe, world: int, ds_config: dict[str, Any] | None, z
         if rows % world:
             raise ConfigError(f"trainer.minibatch_size={rows} does not split over the launch's "
                               f"num_processes={world}; use a multiple of {world}")
+    if recipe.rollout.engine == "vllm" and world > 1 and family == "online":
+        stage = int((ds_config or {}).get("zero_optimization", {}).get("stage", 0))
+        if stage == 3:
+            raise ConfigError("rollout.engine='vllm' under DeepSpeed zero_stage=3: the colocated engine needs the "
+                              "whole policy in each process; use zero_stage 2 or rollout.engine='hf'")
     if ds_config is None:
         return
     accumulation = ds_config.get("gradient_accumulation_steps", 1)

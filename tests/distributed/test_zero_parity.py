@@ -1,7 +1,7 @@
 """Two processes over gloo under DeepSpeed ZeRO-2 and ZeRO-3 take the same steps as one process.
 
-For GRPO (with a reference model and two minibatches a step), PPO with a critic, DPO and
-reward-model training, the per-step losses of a 2-process launch with the same global batch equal
+For GRPO (with a reference model and two minibatches a step), PPO with a critic, DPO,
+reward-model training and SFT, the per-step losses of a 2-process launch with the same global batch equal
 the single-process run's to 1e-5. A ZeRO-3 run resumed from its step-2 checkpoint reproduces step
 3; its sharded checkpoints reload into plain transformers and into a single-process run.
 One ``accelerate launch`` per ZeRO stage trains every recipe (the launcher's start-up dominates).
@@ -51,6 +51,7 @@ def recipes(out: Path) -> dict[str, dict[str, Any]]:
         "dpo": {"algorithm": {"name": "dpo", "beta": 0.1}, "reference": {"logprob_cache": False},
                 "trainer": {**trainer, "batch_size": 8}},
         "rm": {"algorithm": {"name": "reward_model"}, "trainer": {**trainer, "batch_size": 8}},
+        "sft": {"algorithm": {"name": "sft"}, "trainer": {**trainer, "batch_size": 8}},
     }
     return {name: {**base, **spec, "trainer": {"output_dir": str(out / name), **trainer, **spec.get("trainer", {})}}
             for name, spec in specs.items()}
@@ -61,14 +62,21 @@ def write(raw: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def launch_command(config: str, recipe_files: list[Path], *launch_args: str) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+            str(ROOT / "recipes" / "accelerate" / config), *launch_args,
+            str(ROOT / "tests" / "distributed" / "run_recipes.py"), *map(str, recipe_files)]
+
+
+def launch_env(tmp: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+            "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(tmp / "torch_extensions")),
+            "PYTHONPATH": str(ROOT)}
+
+
 def launch(config: str, recipe_files: list[Path], tmp: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-           "TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR", str(tmp / "torch_extensions")),
-           "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(ROOT / "recipes" / "accelerate" / config), "--main_process_port", str(_free_port()),
-               str(ROOT / "tests" / "distributed" / "run_recipes.py"), *map(str, recipe_files)]
-    done = subprocess.run(command, env=env, cwd=tmp, capture_output=True, text=True, timeout=900)
+    command = launch_command(config, recipe_files, "--main_process_port", str(_free_port()))
+    done = subprocess.run(command, env=launch_env(tmp), cwd=tmp, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
 
 
@@ -104,7 +112,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-@pytest.mark.parametrize("name", ["grpo", "ppo", "dpo", "rm"])
+@pytest.mark.parametrize("name", ["grpo", "ppo", "dpo", "rm", "sft"])
 def test_two_processes_take_the_single_process_steps(runs: dict[str, Path], name: str, stage: int) -> None:
     root = runs["root"]
     single = read_metrics(root / "single" / name / "metrics.jsonl")
@@ -144,3 +152,28 @@ def test_sharded_checkpoints_reload_into_transformers_and_one_process(runs: dict
         result = train(validate_recipe(raw))
     assert (result.status, result.step) == ("completed", 3)
     assert "optimiser state" in caplog.text
+
+
+def test_two_nodes_on_loopback_take_the_single_process_steps(runs: dict[str, Path]) -> None:
+    """The shipped two-machine config, as machine 0 and machine 1 with one process each,
+    meeting at 127.0.0.1: DPO steps equal the single-process run's."""
+    root = runs["root"]
+    raw = recipes(root / "nodes")["dpo"]
+    recipe = write(raw, root / "nodes-dpo.yaml")
+    port = str(_free_port())
+    nodes = [subprocess.Popen(launch_command("two_nodes.yaml", [recipe], "--machine_rank", str(rank),
+                                             "--main_process_ip", "127.0.0.1", "--main_process_port", port,
+                                             "--num_processes", "2"),
+                              env=launch_env(root), cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for rank in (0, 1)]
+    try:
+        outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(out[-3000:] for out in outputs)
+    single = read_metrics(root / "single" / "dpo" / "metrics.jsonl")
+    two_nodes = read_metrics(root / "nodes" / "dpo" / "metrics.jsonl")
+    assert [m["step"] for m in two_nodes] == [1, 2, 3]
+    for one, two in zip(single, two_nodes):
+        assert two["loss"] == pytest.approx(one["loss"], abs=TOLERANCE)
