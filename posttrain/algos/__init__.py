@@ -32,6 +32,7 @@ from posttrain.algos.policy_loss import ClippedSurrogate, clipped_surrogate
 from posttrain.algos.preference import PreferenceLoss, dpo_loss, dpo_pair_weight, ipo_loss, simpo_loss
 from posttrain.algos.qrpo import TRANSFORMS, qrpo_loss, quantile_reward, transformed_reward
 from posttrain.algos.registry import PRESETS, Preset, get_preset
+from posttrain.algos.rollout_correction import LogprobMismatch, logprob_mismatch, truncated_is_weights
 from posttrain.algos.terms import entropy_bonus, overlong_penalty, positive_example_nll
 from posttrain.algos.value_loss import (
     categorical_support,
@@ -91,8 +92,11 @@ __all__ = [
     "length_adaptive_lambda",
     "mapo_advantages",
     "mapo_mixing_weight",
+    "LogprobMismatch",
+    "logprob_mismatch",
     "loss_units",
     "masked_mean",
+    "truncated_is_weights",
     "masked_whiten",
     "normalised_confidence",
     "outcome_token_rewards",

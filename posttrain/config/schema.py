@@ -149,6 +149,10 @@ class AlgorithmConfig(Section):
     clip_ratio_low: float = Field(0.2, ge=0, description="ε_low of the clipped surrogate.")
     clip_ratio_high: float = Field(0.2, ge=0, description="ε_high of the clipped surrogate (clip-higher when > ε_low).")
     dual_clip: float | None = Field(None, gt=1, description="Dual-clip constant c for negative advantages; off when unset.")
+    rollout_is_cap: float | None = Field(
+        None, gt=0, description="Truncated importance sampling: weight each token's policy-gradient term by "
+        "min(π_old/π_rollout, C), correcting for the rollout engine's log-probs differing from the trainer's; "
+        "off when unset.")
     beta: float = Field(0.0, ge=0, description="KL-to-reference coefficient (0 = no reference model).")
     kl_estimator: Literal["k1", "k2", "k3", "abs"] = Field("k3", description="Per-token KL estimator.")
     kl_placement: Literal["loss", "reward"] = Field(
@@ -303,8 +307,25 @@ class ReferenceConfig(Section):
     )
 
 
+class VLLMConfig(Section):
+    """Options of the colocated vLLM engine (``rollout.engine: vllm``)."""
+
+    gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="Share of GPU memory vLLM may take.")
+    cpu_kv_cache_gib: int = Field(1, ge=1, description="KV cache GiB without a GPU (VLLM_CPU_KVCACHE_SPACE).")
+    enforce_eager: bool = Field(True, description="No CUDA graphs / compilation (faster start-up, slower decode).")
+    sleep_mode: bool = Field(False, description="Free vLLM's GPU memory during the update (GPU only).")
+    check_weights: bool = Field(True, description="After every weight push, compare vLLM's probe log-probs with "
+                                "the trainer model's and stop on a mismatch.")
+    max_model_len: int | None = Field(None, gt=0, description="Longest prompt + response vLLM plans its KV "
+                                      "cache for (default: the model's context length).")
+    check_tolerance: float = Field(1e-3, gt=0, description="Largest allowed probe log-prob difference "
+                                   "(fp32; raise it for bf16).")
+
+
 class RolloutConfig(Section):
-    engine: Literal["hf"] = Field("hf", description="Generation engine.")
+    engine: Literal["hf", "vllm"] = Field("hf", description="Generation engine: transformers generate, or "
+                                          "vLLM inside the training process.")
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="Options of the vLLM engine.")
     num_generations: int = Field(8, ge=1, description="Samples per prompt (the group size G).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")

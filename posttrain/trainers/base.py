@@ -108,7 +108,8 @@ class Trainer:
                                                                      self.cfg.max_grad_norm)
         if self.generates:
             self.engine = build_engine(self.recipe.rollout, self.policy, self.tokenizer,
-                                       synced=self.parallel.zero_stage == 3 and self.parallel.distributed)
+                                       synced=self.parallel.zero_stage == 3 and self.parallel.distributed,
+                                       seed=self.cfg.seed)
         self.setup_family()
         metrics_path = self.output_dir / self.recipe.logging.metrics_file
         if self.resume_from is not None:

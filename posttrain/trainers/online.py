@@ -26,10 +26,12 @@ from posttrain.algos import (
     entropy_bonus,
     group_indices,
     kl_penalty,
+    logprob_mismatch,
     loss_units,
     masked_mean,
     overlong_penalty,
     positive_example_nll,
+    truncated_is_weights,
     uniform_reward_group_fraction,
     zero_advantage_fraction,
 )
@@ -322,7 +324,11 @@ class OnlineTrainer(Trainer):
         surrogate = clipped_surrogate(logp, old_logp, mb.advantages, mask, algo.clip_ratio_low,
                                       algo.clip_ratio_high, algo.dual_clip)
         per_token = surrogate.per_token_loss
-        stats: dict[str, float] = {}
+        if algo.rollout_is_cap is not None:
+            per_token = per_token * truncated_is_weights(old_logp, mb.sampling_logp, algo.rollout_is_cap)
+        mismatch = logprob_mismatch(old_logp, mb.sampling_logp, mask)
+        stats: dict[str, float] = {"rollout/logp_diff_mean": mismatch.mean_abs,
+                                   "rollout/logp_diff_max": mismatch.max_abs, "rollout/kl_to_trainer": mismatch.kl}
         if algo.beta > 0:
             kl = kl_penalty(logp, mb.ref_logp, algo.kl_estimator)
             if algo.kl_placement == "loss":

