@@ -5,7 +5,7 @@ engine (transformers ``generate``) and the colocated vLLM engine, plus the cost 
 Prints generated tokens per second (counting each response's own tokens up to EOS or the limit)
 and the push time, one JSON line per engine.
 
-    python benchmarks/rollout_throughput.py [--size small|57m|360m] [--prompts 64] [--samples 4]
+    python benchmarks/rollout_throughput.py [--size small|70m|360m] [--prompts 64] [--samples 4]
         [--new-tokens 64] [--dtype float32|bfloat16]
 """
 
@@ -26,7 +26,7 @@ from posttrain.rollout.hf import HFRolloutEngine
 
 SIZES = {  # (hidden, intermediate, layers, heads, kv heads): head dim 64 throughout
     "small": (256, 1024, 4, 4, 2),
-    "57m": (768, 3072, 8, 12, 4),
+    "70m": (768, 3072, 8, 12, 4),
     "360m": (1024, 4096, 24, 16, 2),
 }
 
