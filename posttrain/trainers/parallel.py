@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from posttrain.config.loading import ConfigError
 from posttrain.config.schema import Recipe
@@ -83,7 +84,8 @@ class Parallel:
         if not self.distributed:
             return float(value)
         tensor = torch.tensor([float(value)], dtype=torch.float64, device=self.accelerator.device)
-        return float(self.accelerator.reduce(tensor, reduction="sum").item())
+        torch.distributed.all_reduce(tensor)
+        return float(tensor.item())
 
     def all_true(self, flag: bool) -> bool:
         """Whether ``flag`` holds on every process (they must agree before a collective backward)."""
@@ -103,8 +105,8 @@ class Parallel:
         share = weight / total if total > 0 else 1.0 / self.world
         values = torch.tensor([float(metrics[k]) * share for k in keys], dtype=torch.float64,
                               device=self.accelerator.device)
-        reduced = self.accelerator.reduce(values, reduction="sum").tolist()
-        return dict(zip(keys, reduced))
+        torch.distributed.all_reduce(values)
+        return dict(zip(keys, values.tolist()))
 
     def gather_objects(self, obj: T) -> list[T]:
         """Every process's ``obj``, in rank order."""
@@ -118,7 +120,10 @@ class Parallel:
         """Per-process row blocks of equal shape, concatenated in rank order (on the CPU)."""
         if not self.distributed:
             return tensor
-        return self.accelerator.gather(tensor.to(self.accelerator.device).contiguous()).cpu()
+        local = tensor.to(self.accelerator.device).contiguous()
+        parts = [torch.empty_like(local) for _ in range(self.world)]
+        torch.distributed.all_gather(parts, local)
+        return torch.cat(parts).cpu()
 
     def broadcast_object(self, obj: T) -> T:
         """The main process's ``obj`` on every process."""
@@ -147,6 +152,10 @@ class Parallel:
         """The model and optimiser wrapped for this launch: a DeepSpeed engine of their own under
         DeepSpeed (so a policy and a critic each get one), otherwise accelerate's wrapper."""
         if not self.deepspeed:
+            if self.distributed and self.accelerator.distributed_type == DistributedType.NO:
+                # a launched CPU world that accelerate does not wrap (it only wraps for GPUs or its
+                # MULTI_CPU mode): DDP over gloo, so gradients are averaged all the same
+                model = torch.nn.parallel.DistributedDataParallel(model)
             return self.accelerator.prepare(model, optimizer)
         import deepspeed
 

@@ -95,7 +95,7 @@ def losses(run: Path) -> list[float]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Output folders: ``single/<name>``, ``zero2/<name>``, ``zero3/<name>`` and the resumed
-    ``zero3/grpo_resumed``."""
+    ``zero3/grpo_resumed`` and ``ddp/grpo``."""
     tmp = tmp_path_factory.mktemp("zero")
     for raw in recipes(tmp / "single").values():
         assert train(validate_recipe(raw)).status == "completed"
@@ -108,6 +108,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                       resume=str(tmp / "zero3" / "grpo" / "checkpoints" / "step-000002"))
             files.append(write(resumed, tmp / "zero3-grpo-resumed.yaml"))
         launch(f"zero{stage}.yaml", files, tmp)
+    launch("ddp.yaml", [write(recipes(tmp / "ddp")["grpo"], tmp / "ddp-grpo.yaml")], tmp)
     return {"root": tmp}
 
 
@@ -124,6 +125,16 @@ def test_two_processes_take_the_single_process_steps(runs: dict[str, Path], name
             assert two[key] == pytest.approx(one[key], abs=TOLERANCE), (key, one["step"])
     for key in keys:
         assert len({round(m[key], 6) for m in single}) > 1, f"{key} does not move: nothing was compared"
+
+
+def test_ddp_without_gpus_averages_gradients_like_one_process(runs: dict[str, Path]) -> None:
+    """accelerate leaves a CPU world unwrapped; posttrain wraps it in DDP over gloo itself."""
+    single = read_metrics(runs["root"] / "single" / "grpo" / "metrics.jsonl")
+    ddp = read_metrics(runs["root"] / "ddp" / "grpo" / "metrics.jsonl")
+    assert len(ddp) == 3
+    for one, two in zip(single, ddp):
+        for key in ("loss", "grad_norm", "kl"):
+            assert two[key] == pytest.approx(one[key], abs=TOLERANCE), (key, one["step"])
 
 
 def test_zero3_resume_reproduces_the_next_step(runs: dict[str, Path]) -> None:
