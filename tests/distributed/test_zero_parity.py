@@ -9,11 +9,13 @@ One ``accelerate launch`` per ZeRO stage trains every recipe (the launcher's sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def losses(run: Path) -> list[float]:
-    return [m["loss"] if "loss" in m else m["critic/value_loss"] for m in read_metrics(run / "metrics.jsonl")]
+@contextlib.contextmanager
+def own_threads() -> Iterator[None]:
+    """In-process runs set trainer.torch_threads=1, which would stay set for the rest of the session."""
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +105,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Output folders: ``single/<name>``, ``zero2/<name>``, ``zero3/<name>`` and the resumed
     ``zero3/grpo_resumed`` and ``ddp/grpo``."""
     tmp = tmp_path_factory.mktemp("zero")
-    for raw in recipes(tmp / "single").values():
-        assert train(validate_recipe(raw)).status == "completed"
+    with own_threads():
+        for raw in recipes(tmp / "single").values():
+            assert train(validate_recipe(raw)).status == "completed"
     for stage in (2, 3):
         specs = recipes(tmp / f"zero{stage}")
         files = [write(raw, tmp / f"zero{stage}-{name}.yaml") for name, raw in specs.items()]
@@ -159,7 +168,7 @@ def test_sharded_checkpoints_reload_into_transformers_and_one_process(runs: dict
             assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), (name, key)
     raw = recipes(root / "from_zero3")["ppo"]
     raw["trainer"]["resume"] = str(root / "zero3" / "ppo" / "checkpoints" / "step-000002")
-    with caplog.at_level(logging.WARNING):
+    with own_threads(), caplog.at_level(logging.WARNING):
         result = train(validate_recipe(raw))
     assert (result.status, result.step) == ("completed", 3)
     assert "optimiser state" in caplog.text
