@@ -23,13 +23,23 @@ ROWS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """TRL's trainer sets accelerate's process-wide state (mixed precision among it); later trainers in
+    this process would inherit it."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(True)
+
+
 @pytest.mark.parametrize("loss_type", ["sigmoid", "ipo"])
 def test_losses_match_trl_dpo_trainer(loss_type: str, tmp_path) -> None:
     policy, tokenizer = build_tiny_model(TinyModelConfig(seed=0))
     reference, _ = build_tiny_model(TinyModelConfig(seed=1))  # a different reference, so losses differ per pair
     beta = 0.5
     args = trl.DPOConfig(output_dir=str(tmp_path), beta=beta, loss_type=[loss_type], report_to="none", use_cpu=True,
-                         per_device_train_batch_size=len(ROWS), precompute_ref_log_probs=False)
+                         per_device_train_batch_size=len(ROWS), precompute_ref_log_probs=False, bf16=False)
     trainer = trl.DPOTrainer(model=policy, ref_model=reference, args=args,
                              train_dataset=datasets.Dataset.from_list(ROWS), processing_class=tokenizer)
     batch = next(iter(trainer.get_train_dataloader()))
