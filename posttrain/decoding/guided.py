@@ -20,7 +20,7 @@ from posttrain.algos import vas_logits
 from posttrain.batch import RolloutBatch
 from posttrain.decoding.value_head import ValueGuide, values_from_logits
 from posttrain.rollout.base import SamplingParams
-from posttrain.rollout.hf import left_pad, pad_right, rollout_batch
+from posttrain.rollout.hf import eos_token_ids, left_pad, pad_right, rollout_batch
 
 
 @dataclass
@@ -80,9 +80,7 @@ class ValueGuidedEngine:
                                  f"model has {vocab}: a value model must share the base model's tokenizer")
         self.base, self.tokenizer, self.guides = base, tokenizer, list(guides)
         self.top_k, self.batch_size = min(top_k, vocab), batch_size
-        eos = base.generation_config.eos_token_id
-        eos = tokenizer.eos_token_id if eos is None else eos
-        self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        self.eos_ids = eos_token_ids(base, tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self.cost = DecodingCost()
 

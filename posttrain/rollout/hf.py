@@ -29,6 +29,13 @@ def response_mask_until_eos(response_ids: torch.Tensor, eos_ids: Sequence[int]) 
     return (~eos_seen_before).long()
 
 
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids that end a response: the model's generation config, else the tokenizer's eos."""
+    eos = model.generation_config.eos_token_id
+    eos = tokenizer.eos_token_id if eos is None else eos
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
 def rollout_batch(prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, responses: Sequence[torch.Tensor],
                   logps: Sequence[torch.Tensor], group_ids: list[int], eos_ids: Sequence[int], pad_id: int,
                   tokenizer: PreTrainedTokenizerBase) -> RolloutBatch:
@@ -58,10 +65,7 @@ class HFRolloutEngine:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.synced = synced
-        eos = model.generation_config.eos_token_id
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id
 
     def sync_weights(self, model: PreTrainedModel) -> None:

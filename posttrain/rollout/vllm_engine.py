@@ -12,11 +12,9 @@ stops (a weight sync that fails silently trains on samples from a stale policy).
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -24,10 +22,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from posttrain.batch import RolloutBatch
 from posttrain.config.schema import VLLMConfig
 from posttrain.rollout.base import SamplingParams
-from posttrain.rollout.hf import left_pad, rollout_batch
+from posttrain.rollout.hf import eos_token_ids, left_pad, rollout_batch
 from posttrain.trainers.logprobs import response_logprobs
-
-logger = logging.getLogger(__name__)
 
 #: token ids of the weight-sync probe (byte-level ids the tiny tokenizer and real ones all have)
 PROBE_PROMPT = [40, 41, 42, 43, 44, 45]
@@ -61,9 +57,7 @@ class VLLMRolloutEngine:
         self.tokenizer = tokenizer
         self.options = options
         self.model = model
-        eos = model.generation_config.eos_token_id
-        eos = tokenizer.eos_token_id if eos is None else eos
-        self.eos_ids = [eos] if isinstance(eos, int) else list(eos)
+        self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self._folder = tempfile.TemporaryDirectory(prefix="posttrain-vllm-")
         model.save_pretrained(self._folder.name)
@@ -73,11 +67,6 @@ class VLLMRolloutEngine:
         self.llm = LLM(model=self._folder.name, dtype=dtype, enforce_eager=options.enforce_eager, seed=seed,
                        max_model_len=max_model_len, enable_prefix_caching=True,
                        logprobs_mode="processed_logprobs", enable_sleep_mode=options.sleep_mode, **extra)
-        self.weight_checks = 0
-
-    @property
-    def folder(self) -> Path:
-        return Path(self._folder.name)
 
     def generate(self, prompts: Sequence[Sequence[int]], num_samples: int, sampling: SamplingParams) -> RolloutBatch:
         from vllm.inputs import TokensPrompt
@@ -131,7 +120,6 @@ class VLLMRolloutEngine:
                                           batch.response_ids.shape[1])
         mask = batch.response_mask.bool()
         gap = float((recomputed.cpu() - batch.sampling_logp).abs()[mask].max())
-        self.weight_checks += 1
         if gap > self.options.check_tolerance:
             raise WeightSyncError(f"after the weight push vLLM's log-probs differ from the trainer model's by "
                                   f"{gap:.3g} on the probe (rollout.vllm.check_tolerance="
