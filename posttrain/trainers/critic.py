@@ -77,11 +77,10 @@ class Critic:
         placed in the reward. Policy advantages use λ_policy (per response with length-adaptive λ),
         critic targets λ_value (decoupled GAE); the advantages are whitened over the batch's tokens.
         """
-        algo, device = self.algo, self.accelerator.device
+        algo = self.algo
         mask = batch.response_mask.float()
-        values, _ = critic_values(self.model, batch.input_ids.to(device), batch.attention_mask.to(device),
-                                  mask.shape[1], self.support)
-        values = values.cpu() * mask
+        values = self.parallel.per_row(batch, lambda part: critic_values(
+            self.model, part.input_ids, part.attention_mask, mask.shape[1], self.support)[0]) * mask
         rewards = outcome_token_rewards(scores, mask)
         if token_kl is not None:
             rewards = kl_shaped_rewards(rewards, token_kl, kl_coef, mask)

@@ -253,17 +253,15 @@ class OnlineTrainer(Trainer):
         Fields already filled (by KL-in-reward shaping) are kept, so nothing is computed twice."""
         needs_old = force_old or self.cfg.epochs > 1 or self._num_minibatches(len(batch)) > 1
         if needs_old and batch.old_logp is None:
-            batch.old_logp = self._sharded_logprobs(self.model, batch)
+            batch.old_logp = self.parallel.per_row(batch, self._logprobs_of(self.model))
         if self.algo.beta > 0 and batch.ref_logp is None:
             with self._reference_context() as reference:
-                batch.ref_logp = self._sharded_logprobs(reference, batch)
+                batch.ref_logp = self.parallel.per_row(batch, self._logprobs_of(reference))
 
-    def _sharded_logprobs(self, model: torch.nn.Module, batch: RolloutBatch) -> torch.Tensor:
-        """Response log-probs of every row: each process computes its slice, the slices are gathered."""
-        part = batch.select(self.parallel.shard(range(len(batch)))).to(self.accelerator.device)
-        logp = response_logprobs(model, part.input_ids, part.attention_mask, part.response_ids.shape[1],
-                                 self.recipe.rollout.temperature)[0]
-        return self.parallel.gather_rows(logp).cpu()
+    def _logprobs_of(self, model: torch.nn.Module):
+        """Response log-probs of a batch's rows under ``model`` at the rollout temperature."""
+        return lambda part: response_logprobs(model, part.input_ids, part.attention_mask, part.response_ids.shape[1],
+                                              self.recipe.rollout.temperature)[0]
 
     @contextlib.contextmanager
     def _reference_context(self):

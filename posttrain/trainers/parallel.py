@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
+from posttrain.batch import RolloutBatch
 from posttrain.config.loading import ConfigError
 from posttrain.config.schema import Recipe
 
@@ -124,6 +125,12 @@ class Parallel:
         parts = [torch.empty_like(local) for _ in range(self.world)]
         torch.distributed.all_gather(parts, local)
         return torch.cat(parts).cpu()
+
+    def per_row(self, batch: RolloutBatch, compute: Callable[[RolloutBatch], torch.Tensor]) -> torch.Tensor:
+        """``compute`` of every row of ``batch`` ([rows, ...], on the CPU): each process computes its
+        slice on its device and the slices are gathered."""
+        part = batch.select(self.shard(range(len(batch)))).to(self.accelerator.device)
+        return self.gather_rows(compute(part)).cpu()
 
     def broadcast_object(self, obj: T) -> T:
         """The main process's ``obj`` on every process."""
