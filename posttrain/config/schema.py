@@ -322,10 +322,33 @@ class VLLMConfig(Section):
                                    "(fp32; raise it for bf16).")
 
 
+class VLLMServerConfig(Section):
+    """Options of the engine that generates through vLLM servers (``rollout.engine: vllm-server``)."""
+
+    urls: list[str] = Field(["http://127.0.0.1:8000"], min_length=1,
+                            description="The servers (`posttrain rollout-server` prints them).")
+    request_timeout_s: float = Field(300.0, gt=0, description="Longest wait for one generation request.")
+    connect_timeout_s: float = Field(300.0, gt=0, description="Longest wait at start for every server to answer.")
+    health_timeout_s: float = Field(5.0, gt=0, description="Longest wait for a health check.")
+    sync_timeout_s: float = Field(600.0, gt=0, description="Longest wait for a weight push.")
+    retries: int = Field(2, ge=0, description="Times a failed request is retried on another server.")
+    max_concurrency: int = Field(64, ge=1, description="Requests in flight at once (one per prompt).")
+    weight_backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="Process-group transport of the weight push (auto: nccl with a GPU, else gloo).")
+    sync_address: str | None = Field(None, description="Address the servers reach this trainer at (default: "
+                                     "loopback for local servers, else the interface routing to them).")
+    sync_port: int = Field(0, ge=0, le=65535, description="Port of the weight group (0: a free one).")
+    check_weights: bool = Field(True, description="After every push, compare a fingerprint of a few parameters "
+                                "on each server with the trainer's and stop on a mismatch.")
+
+
 class RolloutConfig(Section):
-    engine: Literal["hf", "vllm"] = Field("hf", description="Generation engine: transformers generate, or "
-                                          "vLLM inside the training process.")
+    engine: Literal["hf", "vllm", "vllm-server"] = Field(
+        "hf", description="Generation engine: transformers generate, vLLM inside the training process, or "
+        "separate vLLM servers.")
     vllm: VLLMConfig = Field(default_factory=VLLMConfig, description="Options of the vLLM engine.")
+    vllm_server: VLLMServerConfig = Field(default_factory=VLLMServerConfig,
+                                          description="Options of the vllm-server engine.")
     num_generations: int = Field(8, ge=1, description="Samples per prompt (the group size G).")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")

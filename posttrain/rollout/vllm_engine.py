@@ -104,7 +104,7 @@ class VLLMRolloutEngine:
         """Push ``model``'s weights (a LoRA model is pushed merged), reset the prefix cache, and
         with ``check_weights`` verify the push on the probe."""
         self.model = model
-        weights = [(name, tensor.detach()) for name, tensor in _plain_state_dict(model).items()]
+        weights = [(name, tensor.detach()) for name, tensor in plain_state_dict(model).items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
         if self.options.check_weights:
@@ -127,7 +127,7 @@ class VLLMRolloutEngine:
         return gap
 
 
-def _plain_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
+def plain_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:
     """The weights under the names of the base architecture (LoRA adapters merged into a copy)."""
     if hasattr(model, "merge_and_unload") and hasattr(model, "peft_config"):
         import copy

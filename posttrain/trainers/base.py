@@ -109,7 +109,7 @@ class Trainer:
         if self.generates:
             self.engine = build_engine(self.recipe.rollout, self.policy, self.tokenizer,
                                        synced=self.parallel.zero_stage == 3 and self.parallel.distributed,
-                                       seed=self.cfg.seed)
+                                       seed=self.cfg.seed, parallel=self.parallel)
         self.setup_family()
         metrics_path = self.output_dir / self.recipe.logging.metrics_file
         if self.resume_from is not None:

@@ -165,6 +165,8 @@ class OnlineTrainer(Trainer):
             kept = [rounds[-1].batch]
         batch = concat_batches(kept) if len(kept) > 1 else kept[0]
         metrics = self._round_metrics(rounds)
+        # engines with state worth plotting (the vllm-server engine: servers still answering)
+        metrics.update(getattr(self.engine, "metrics", dict)())
         if self.algo.dynamic_sampling:
             seen = sum(len(group_indices(r.batch.group_ids)) for r in rounds)
             metrics.update({"dynamic_sampling/rounds": len(rounds), "dynamic_sampling/kept_groups": groups_kept,

@@ -1,0 +1,65 @@
+"""The server side of ``rollout.engine: vllm-server``, loaded inside vLLM's own processes.
+
+- :func:`register` is a vLLM general plugin (entry point ``vllm.general_plugins``): it adds the
+  ``gloo`` weight-transfer backend, which vLLM does not ship, so servers without a GPU can receive
+  weights over a CPU process group.
+- :class:`FingerprintExtension` is passed to ``vllm serve --worker-extension-cls``: it lets the
+  trainer read a fingerprint of a few parameters after every weight push.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
+from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferEngine
+
+from posttrain.rollout.weight_transfer import GLOO, GROUP_TIMEOUT_S, broadcast, open_group
+
+
+def register() -> None:
+    """Make the ``gloo`` weight-transfer backend known to vLLM (plugins load in every process, often twice)."""
+    if GLOO not in WeightTransferEngineFactory._registry:
+        WeightTransferEngineFactory.register_engine(GLOO, GlooWeightTransferEngine)
+
+
+class GlooWeightTransferEngine(NCCLWeightTransferEngine):
+    """vLLM's dense NCCL engine over a gloo group: tensors arrive in CPU memory, one at a time, and
+    load through the same layer-wise reload as NCCL's."""
+
+    def init_transfer_engine(self, init_info: Any) -> None:
+        if init_info.packed:
+            raise ValueError("the gloo weight transfer sends tensors one by one; pass packed=False")
+        config = self.parallel_config
+        rank = init_info.rank_offset + config.data_parallel_index * config.world_size + config.rank
+        self.model_update_group = open_group(GLOO, init_info.master_address, init_info.master_port, rank,
+                                             init_info.world_size, GROUP_TIMEOUT_S)
+
+    def receive_weights(self, update_info: Any) -> None:
+        if self.model_update_group is None:
+            raise RuntimeError("gloo weight transfer not initialised: call init_weight_transfer_engine first")
+        for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
+            weight = torch.empty(shape, dtype=getattr(torch, dtype_name))
+            broadcast(self.model_update_group, GLOO, weight)
+            self.model.load_weights([(name, weight)])
+
+    def shutdown(self) -> None:
+        self.model_update_group = None
+
+
+class FingerprintExtension:
+    """Mixed into vLLM's worker class; called through the ``/collective_rpc`` route."""
+
+    def posttrain_fingerprint(self, names: str) -> dict[str, list[float | str]]:
+        """``{name: [sum, sum of squares, elements, dtype]}`` (float64 sums) of this worker's shard of
+        each named parameter (a JSON list of vLLM parameter names); names it does not hold are left out."""
+        params = dict(self.model_runner.get_model().named_parameters())  # type: ignore[attr-defined]
+        out: dict[str, list[float | str]] = {}
+        for name in json.loads(names):
+            if name in params:
+                values = params[name].detach().double()
+                out[name] = [float(values.sum()), float((values * values).sum()), float(values.numel()),
+                             str(params[name].dtype).removeprefix("torch.")]
+        return out
