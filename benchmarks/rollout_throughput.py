@@ -1,25 +1,34 @@
 """Rollout throughput of the engines on the same model, prompts and sampling settings: the HF
-engine (transformers ``generate``) and the colocated vLLM engine, plus the cost of one weight push
-(with its verification probe). Random weights: the work per token does not depend on them.
+engine (transformers ``generate``), the colocated vLLM engine and a vLLM server started with
+``posttrain rollout-server`` (one worker on the same machine), plus the cost of one weight push
+(with its check). Random weights: the work per token does not depend on them.
 
 Prints generated tokens per second (counting each response's own tokens up to EOS or the limit)
-and the push time, one JSON line per engine.
+and the push time, one JSON line per engine; with ``--grpo-steps N`` also the median time of a
+whole GRPO step (generation, scoring, log-probs, update, weight push) with each engine.
 
     python benchmarks/rollout_throughput.py [--size small|70m|360m] [--prompts 64] [--samples 4]
-        [--new-tokens 64] [--dtype float32|bfloat16]
+        [--new-tokens 64] [--dtype float32|bfloat16] [--grpo-steps 0] [--port 8300]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from posttrain.config.schema import VLLMConfig
+from posttrain.config import validate_recipe
+from posttrain.config.schema import VLLMConfig, VLLMServerConfig
 from posttrain.models.tokenizer import build_byte_tokenizer
 from posttrain.rollout.base import SamplingParams
 from posttrain.rollout.hf import HFRolloutEngine
@@ -49,6 +58,35 @@ def rate(engine, prompts: list[list[int]], samples: int, sampling: SamplingParam
     return float(batch.response_mask.sum()) / elapsed
 
 
+def start_server(folder: str, dtype: str, port: int) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen([sys.executable, "-m", "posttrain.cli", "rollout-server", folder, "--port", str(port),
+                                "--dtype", dtype, "--max-model-len", "512", "--log-dir", f"{folder}/logs"],
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("rollout.vllm_server.urls"):
+            return process, f"http://127.0.0.1:{port}"
+    raise RuntimeError(f"rollout-server failed; see {folder}/logs")
+
+
+def grpo_step_s(folder: str, engine: dict, args: argparse.Namespace, out: Path) -> float:
+    """Median wall time of a GRPO step (after the first) on the arithmetic task with ``engine``."""
+    recipe = validate_recipe({
+        "model": {"path": folder, "dtype": args.dtype},
+        "data": {"task": {"name": "arithmetic", "digits": 2, "num_train": 512, "num_test": 16}},
+        "algorithm": {"name": "grpo"},
+        "rollout": {"num_generations": args.samples, "max_new_tokens": args.new_tokens, **engine},
+        "rewards": [{"name": "exact_answer"}],
+        "trainer": {"steps": args.grpo_steps, "batch_size": args.prompts, "eval_every": 0, "checkpoint_every": 0,
+                    "output_dir": str(out)},
+        "logging": {"progress": False}})
+    from posttrain.trainers import train
+    from posttrain.trainers.metrics import read_metrics
+
+    train(recipe)
+    return statistics.median(m["time/step_s"] for m in read_metrics(out / "metrics.jsonl")[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=SIZES, default="small")
@@ -56,6 +94,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--grpo-steps", type=int, default=0, help="also time GRPO steps with each engine")
+    parser.add_argument("--port", type=int, default=8300, help="port of the benchmark's vLLM server")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
@@ -71,17 +111,44 @@ def main() -> None:
     print(json.dumps({"engine": "hf", "tokens_per_s": round(hf, 1), **common}), flush=True)
 
     from posttrain.rollout.vllm_engine import VLLMRolloutEngine
+    from posttrain.rollout.vllm_server import VLLMServerEngine
 
-    with tempfile.TemporaryDirectory():
-        started = time.perf_counter()
-        engine = VLLMRolloutEngine(model, tokenizer, VLLMConfig(), max_model_len=512)
-        startup = time.perf_counter() - started
-        vllm = rate(engine, prompts, args.samples, sampling)
-        started = time.perf_counter()
-        engine.sync_weights(model)
-        push = time.perf_counter() - started
+    started = time.perf_counter()
+    engine = VLLMRolloutEngine(model, tokenizer, VLLMConfig(), max_model_len=512)
+    startup = time.perf_counter() - started
+    vllm = rate(engine, prompts, args.samples, sampling)
+    started = time.perf_counter()
+    engine.sync_weights(model)
+    push = time.perf_counter() - started
+    del engine
     print(json.dumps({"engine": "vllm", "tokens_per_s": round(vllm, 1), "speedup": round(vllm / hf, 2),
                       "startup_s": round(startup, 1), "weight_push_s": round(push, 3), **common}), flush=True)
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        started = time.perf_counter()
+        server, url = start_server(folder, args.dtype, args.port)
+        try:
+            startup = time.perf_counter() - started
+            remote = VLLMServerEngine(model, tokenizer, VLLMServerConfig(urls=[url]), parallel=None)
+            served = rate(remote, prompts, args.samples, sampling)
+            started = time.perf_counter()
+            remote.sync_weights(model)
+            push = time.perf_counter() - started
+            remote.close()
+            print(json.dumps({"engine": "vllm-server", "tokens_per_s": round(served, 1),
+                              "speedup": round(served / hf, 2), "startup_s": round(startup, 1),
+                              "weight_push_s": round(push, 3), **common}), flush=True)
+            if args.grpo_steps:
+                engines = {"hf": {"engine": "hf"}, "vllm": {"engine": "vllm"},
+                           "vllm-server": {"engine": "vllm-server", "vllm_server": {"urls": [url]}}}
+                for name, spec in engines.items():
+                    step = grpo_step_s(folder, spec, args, Path(folder) / f"grpo-{name}")
+                    print(json.dumps({"engine": name, "grpo_step_s": round(step, 2), **common}), flush=True)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(60)
 
 
 if __name__ == "__main__":

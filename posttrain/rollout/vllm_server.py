@@ -285,6 +285,10 @@ class VLLMServerEngine:
 
 
 def _raise_for_status(server: _Server, route: str, response: requests.Response) -> None:
+    if response.status_code == 404:
+        raise RolloutServerError(f"{server.url} has no /{route} route: start the servers with `posttrain "
+                                 "rollout-server`, which enables vLLM's weight-update routes (VLLM_SERVER_DEV_MODE=1) "
+                                 "and the weight transfer")
     if response.status_code >= 400:
         raise RolloutServerError(f"{server.url}/{route} answered HTTP {response.status_code}: {response.text[:500]}")
 

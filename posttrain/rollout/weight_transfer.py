@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlparse
@@ -77,12 +77,19 @@ class WeightBroadcaster:
         self.backend = backend
         world = 1 + sum(world_sizes)
         offsets = [1 + sum(world_sizes[:i]) for i in range(len(urls))]
-        self.pool = ThreadPoolExecutor(max_workers=max(1, len(urls)), thread_name_prefix="weight-sync")
-        # the workers block inside init until the trainer joins, so their calls run beside ours
+        self.pool = ThreadPoolExecutor(max_workers=len(urls) + 1, thread_name_prefix="weight-sync")
+        # the workers block inside init until the trainer joins, so their calls run beside ours; a
+        # server that refuses (no weight-transfer backend, say) fails the set-up at once instead of
+        # leaving the trainer waiting for it in the rendezvous
         pending = [self.pool.submit(post, url, "init_weight_transfer_engine", {"init_info": {
             "master_address": address, "master_port": port, "rank_offset": offset, "world_size": world,
             "packed": False}}) for url, offset in zip(urls, offsets)]
-        self.group = open_group(backend, address, port, 0, world, timeout_s)
+        joining = self.pool.submit(open_group, backend, address, port, 0, world, timeout_s)
+        wait([joining, *pending], return_when=FIRST_EXCEPTION)
+        for future in pending:
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
+        self.group = joining.result()
         for future in pending:
             future.result()
         logger.info("weight group: trainer + %d worker ranks on %s (%s)", world - 1, f"{address}:{port}", backend)
@@ -95,6 +102,9 @@ class WeightBroadcaster:
         info = {"names": [m[0] for m in metadata], "dtype_names": [str(m[1]).removeprefix("torch.") for m in metadata],
                 "shapes": [list(m[2]) for m in metadata]}
         receiving = [self.pool.submit(self.post, url, "update_weights", {"update_info": info}) for url in self.urls]
+        for future in receiving:  # a request refused outright surfaces now, not after a stalled broadcast
+            if future.done():
+                future.result()
         device = torch.device("cpu") if self.backend == GLOO else torch.device("cuda")
         for (name, tensor), (expected, _, _) in zip(tensors, metadata, strict=True):
             if name != expected:

