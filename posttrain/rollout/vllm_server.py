@@ -38,7 +38,7 @@ from posttrain.config.schema import VLLMServerConfig
 from posttrain.rollout.base import SamplingParams
 from posttrain.rollout.hf import eos_token_ids, left_pad, rollout_batch
 from posttrain.rollout.vllm_engine import WeightSyncError, plain_state_dict
-from posttrain.rollout.weight_transfer import GLOO, WeightBroadcaster, free_port, reachable_address
+from posttrain.rollout.weight_transfer import GLOO, WeightBroadcaster, reachable_address
 
 logger = logging.getLogger(__name__)
 
@@ -238,9 +238,8 @@ class VLLMServerEngine:
         if backend == "auto":
             backend = "nccl" if torch.cuda.is_available() else GLOO
         address = self.options.sync_address or reachable_address(members)
-        port = self.options.sync_port or free_port(address)
         self.broadcaster = WeightBroadcaster(members, [s.world_size for s in live], self._post_url, backend,
-                                             address, port, self.options.sync_timeout_s)
+                                             address, self.options.sync_port, self.options.sync_timeout_s)
 
     def check_weights(self, model: PreTrainedModel) -> int:
         """Compare every live server's fingerprint with ``model``'s (one process; the pushes check

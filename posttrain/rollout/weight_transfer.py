@@ -29,12 +29,16 @@ GLOO = "gloo"
 GROUP_TIMEOUT_S = 600.0
 
 
-def open_group(backend: str, address: str, port: int, rank: int, world_size: int, timeout_s: float) -> Any:
-    """Join the weight group: a torch gloo group, or vLLM's NCCL communicator on the current GPU."""
+def open_group(backend: str, address: str, port: int, rank: int, world_size: int, timeout_s: float,
+               listen_socket: socket.socket | None = None) -> Any:
+    """Join the weight group: a torch gloo group, or vLLM's NCCL communicator on the current GPU.
+    Rank 0 of a gloo group hosts its store on ``listen_socket``: under ``torchrun`` / ``accelerate
+    launch`` torch would otherwise connect to the launcher's store instead of serving this one."""
     if backend == GLOO:
         from vllm.distributed.utils import stateless_init_torch_distributed_process_group
 
         return stateless_init_torch_distributed_process_group(address, port, rank, world_size, GLOO,
+                                                              listen_socket=listen_socket,
                                                               timeout=timedelta(seconds=timeout_s))
     from vllm.distributed.weight_transfer.nccl_common import stateless_init_process_group
 
@@ -76,6 +80,12 @@ class WeightBroadcaster:
         self.post = post
         self.backend = backend
         world = 1 + sum(world_sizes)
+        listener = None
+        if backend == GLOO:
+            listener = socket.create_server((address, port))
+            port = listener.getsockname()[1]
+        elif not port:
+            port = free_port(address)
         offsets = [1 + sum(world_sizes[:i]) for i in range(len(urls))]
         self.pool = ThreadPoolExecutor(max_workers=len(urls) + 1, thread_name_prefix="weight-sync")
         # the workers block inside init until the trainer joins, so their calls run beside ours; a
@@ -84,7 +94,7 @@ class WeightBroadcaster:
         pending = [self.pool.submit(post, url, "init_weight_transfer_engine", {"init_info": {
             "master_address": address, "master_port": port, "rank_offset": offset, "world_size": world,
             "packed": False}}) for url, offset in zip(urls, offsets)]
-        joining = self.pool.submit(open_group, backend, address, port, 0, world, timeout_s)
+        joining = self.pool.submit(open_group, backend, address, port, 0, world, timeout_s, listener)
         wait([joining, *pending], return_when=FIRST_EXCEPTION)
         for future in pending:
             if future.done() and future.exception() is not None:
