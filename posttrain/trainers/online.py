@@ -93,6 +93,8 @@ class OnlineTrainer(Trainer):
             metrics["critic/warmup"] = int(frozen)
         self._prepare_logprobs(batch)
         t1 = time.perf_counter()
+        if not frozen and hasattr(self.engine, "release_memory"):  # a colocated engine's sleep mode
+            self.engine.release_memory()
         metrics.update(self._update(batch, frozen))
         if not frozen:
             self.engine.sync_weights(self.policy)

@@ -90,3 +90,10 @@ def test_grpo_runs_with_the_vllm_engine(tmp_path: Path) -> None:
     assert [m["step"] for m in metrics] == [1, 2]
     # the engine's log-probs match the trainer's recomputed ones after each weight push
     assert all(m["rollout/logp_diff_max"] < 1e-3 for m in metrics)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="sleep mode is available on GPU")
+def test_sleep_mode_without_a_gpu_is_refused_at_start() -> None:
+    model, tokenizer = build_tiny_model(TinyModelConfig(**TINY))
+    with pytest.raises(ValueError, match="rollout.vllm.sleep_mode needs a GPU"):
+        VLLMRolloutEngine(model, tokenizer, VLLMConfig(sleep_mode=True), max_model_len=128)
