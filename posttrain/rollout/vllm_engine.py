@@ -79,19 +79,9 @@ class VLLMRolloutEngine:
                     for i in range(len(prompts))]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], requests,
                                     use_tqdm=False)
-        responses = [list(c.token_ids) for out in outputs for c in out.outputs]
-        logps = [[next(iter(step.values())).logprob for step in c.logprobs] for out in outputs for c in out.outputs]
-        width = max(1, max(len(r) for r in responses))
-        ids = torch.full((len(responses), width), self.pad_id, dtype=torch.long)
-        logp = torch.zeros((len(responses), width), dtype=torch.float32)
-        for row, (tokens, values) in enumerate(zip(responses, logps)):
-            ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
-            logp[row, : len(values)] = torch.as_tensor(values, dtype=torch.float32)
-        expanded = [list(p) for p in prompts for _ in range(num_samples)]
-        prompt_ids, prompt_mask = left_pad(expanded, self.pad_id)
-        group_ids = [i for i in range(len(prompts)) for _ in range(num_samples)]
-        return rollout_batch(prompt_ids, prompt_mask, [ids], [torch.nan_to_num(logp, neginf=0.0)], group_ids,
-                             self.eos_ids, self.pad_id, self.tokenizer)
+        samples = [(list(c.token_ids), [next(iter(step.values())).logprob for step in c.logprobs])
+                   for out in outputs for c in out.outputs]
+        return sampled_batch(prompts, num_samples, samples, self.eos_ids, self.pad_id, self.tokenizer)
 
     def _sampling(self, sampling: SamplingParams, n: int, seed: int | None):
         from vllm import SamplingParams as VLLMSamplingParams
@@ -142,6 +132,22 @@ class VLLMRolloutEngine:
                                   f"{gap:.3g} on the probe (rollout.vllm.check_tolerance="
                                   f"{self.options.check_tolerance}): vLLM is not sampling from the current policy")
         return gap
+
+
+def sampled_batch(prompts: Sequence[Sequence[int]], num_samples: int, samples: Sequence[tuple[list[int], list[float]]],
+                  eos_ids: list[int], pad_id: int, tokenizer: PreTrainedTokenizerBase) -> RolloutBatch:
+    """The batch of ``num_samples`` (response tokens, their sampling log-probs) per prompt, in prompt order."""
+    width = max(1, max(len(tokens) for tokens, _ in samples))
+    ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    logp = torch.zeros((len(samples), width), dtype=torch.float32)
+    for row, (tokens, values) in enumerate(samples):
+        ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
+        logp[row, : len(values)] = torch.as_tensor(values, dtype=torch.float32)
+    expanded = [list(p) for p in prompts for _ in range(num_samples)]
+    prompt_ids, prompt_mask = left_pad(expanded, pad_id)
+    group_ids = [i for i in range(len(prompts)) for _ in range(num_samples)]
+    return rollout_batch(prompt_ids, prompt_mask, [ids], [torch.nan_to_num(logp, neginf=0.0)], group_ids,
+                         eos_ids, pad_id, tokenizer)
 
 
 def plain_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:

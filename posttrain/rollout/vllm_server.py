@@ -36,8 +36,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from posttrain.batch import RolloutBatch
 from posttrain.config.schema import VLLMServerConfig
 from posttrain.rollout.base import SamplingParams
-from posttrain.rollout.hf import eos_token_ids, left_pad, rollout_batch
-from posttrain.rollout.vllm_engine import WeightSyncError, plain_state_dict
+from posttrain.rollout.hf import eos_token_ids
+from posttrain.rollout.vllm_engine import WeightSyncError, plain_state_dict, sampled_batch
 from posttrain.rollout.weight_transfer import GLOO, WeightBroadcaster, reachable_address
 
 logger = logging.getLogger(__name__)
@@ -137,17 +137,7 @@ class VLLMServerEngine:
         futures = [self.pool.submit(self._complete, i, list(prompt), num_samples, sampling)
                    for i, prompt in enumerate(prompts)]
         samples = [sample for future in futures for sample in future.result()]
-        width = max(1, max(len(tokens) for tokens, _ in samples))
-        ids = torch.full((len(samples), width), self.pad_id, dtype=torch.long)
-        logp = torch.zeros((len(samples), width), dtype=torch.float32)
-        for row, (tokens, values) in enumerate(samples):
-            ids[row, : len(tokens)] = torch.as_tensor(tokens, dtype=torch.long)
-            logp[row, : len(values)] = torch.as_tensor(values, dtype=torch.float32)
-        expanded = [list(p) for p in prompts for _ in range(num_samples)]
-        prompt_ids, prompt_mask = left_pad(expanded, self.pad_id)
-        group_ids = [i for i in range(len(prompts)) for _ in range(num_samples)]
-        return rollout_batch(prompt_ids, prompt_mask, [ids], [torch.nan_to_num(logp, neginf=0.0)], group_ids,
-                             self.eos_ids, self.pad_id, self.tokenizer)
+        return sampled_batch(prompts, num_samples, samples, self.eos_ids, self.pad_id, self.tokenizer)
 
     def _request(self, prompt: list[int], n: int, sampling: SamplingParams, seed: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": prompt, "n": n, "max_tokens": sampling.max_new_tokens, "logprobs": 0,
