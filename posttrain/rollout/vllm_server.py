@@ -66,6 +66,10 @@ class VLLMServerEngine:
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self.servers = [_Server(url.rstrip("/")) for url in options.urls]
+        for server in self.servers:  # one kept-alive connection per request in flight
+            adapter = requests.adapters.HTTPAdapter(pool_maxsize=options.max_concurrency)
+            server.session.mount("http://", adapter)
+            server.session.mount("https://", adapter)
         self.pool = ThreadPoolExecutor(max_workers=options.max_concurrency, thread_name_prefix="vllm-client")
         self.broadcaster: WeightBroadcaster | None = None
         self.version = version
