@@ -90,9 +90,12 @@ def worker_commands(options: ServerOptions, cores: int | None = None) -> list[tu
             env["CUDA_VISIBLE_DEVICES"] = ",".join(share)
             command += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
         else:
-            first = (i * per_worker) % cores
+            # one core range per tensor-parallel rank, separated by "|" (vLLM's CPU format)
+            tp = options.tensor_parallel_size
+            per_rank = max(1, per_worker // tp)
+            starts = [(i * per_worker + r * per_rank) % cores for r in range(tp)]
             env["VLLM_CPU_KVCACHE_SPACE"] = str(options.cpu_kv_cache_gib)
-            env["VLLM_CPU_OMP_THREADS_BIND"] = f"{first}-{first + per_worker - 1}"
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(f"{a}-{a + per_rank - 1}" for a in starts)
         out.append((command + list(options.extra), env))
     return out
 

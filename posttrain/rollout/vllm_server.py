@@ -97,8 +97,9 @@ class VLLMServerEngine:
         _raise_for_status(server, route, response)
         return response.json() if response.content else None
 
-    def _post_url(self, url: str, route: str, body: dict | None) -> Any:
-        return self._post(next(s for s in self.servers if s.url == url), route, body, self.options.sync_timeout_s)
+    def _post_url(self, url: str, route: str, body: dict | None, timeout: float | None = None) -> Any:
+        return self._post(next(s for s in self.servers if s.url == url), route, body,
+                          timeout or self.options.sync_timeout_s)
 
     def _healthy(self, server: _Server) -> bool:
         try:
@@ -170,7 +171,10 @@ class VLLMServerEngine:
                 response = server.session.post(f"{server.url}/v1/completions", json={**body, "model": server.model},
                                                timeout=self.options.request_timeout_s)
             except requests.RequestException as err:
-                self._lose(server, f"{type(err).__name__}: {err}")
+                # a server that still answers its health check keeps its place (a slow or dropped
+                # request is retried); one that does not is lost
+                if not self._healthy(server):
+                    self._lose(server, f"{type(err).__name__}: {err}")
                 continue
             if response.status_code >= 500:
                 self._lose(server, f"HTTP {response.status_code}: {response.text[:200]}")
@@ -190,8 +194,11 @@ class VLLMServerEngine:
     def sync_weights(self, model: PreTrainedModel) -> None:
         """Every process joins (ZeRO-3 gathers are collective); the main one pushes and checks."""
         main = getattr(self.parallel, "is_main", True)
-        if main:
-            self._refresh_group()
+        members = self._refresh_group() if main else []
+        if self.parallel is not None:  # every process generates from exactly the servers that get the weights
+            members = self.parallel.broadcast_object(members)
+        for server in self.servers:
+            server.alive = server.url in members
         self.version += 1
         names, source = _weight_source(model, self.parallel)
         wanted = fingerprint_plan([name for name, _, _ in names]) if self.options.check_weights else {}
@@ -201,7 +208,7 @@ class VLLMServerEngine:
             assert self.broadcaster is not None
             self.broadcaster.push(stream, names, str(self.version))
             for server in self.live_servers():
-                self._post(server, "reset_prefix_cache", None)
+                self._reset_prefix_cache(server)
             if self.options.check_weights:
                 self._compare(trainer_print, wanted)
         else:
@@ -211,29 +218,41 @@ class VLLMServerEngine:
         if barrier is not None:
             barrier()
 
-    def _refresh_group(self) -> None:
-        """(Re)build the weight group when the servers that answer differ from its members."""
+    def _refresh_group(self) -> list[str]:
+        """(Re)build the weight group when the servers that answer differ from its members or one of
+        them came back (a restarted server is not in the old group); returns the members."""
+        rejoined = False
         for server in self.servers:
             healthy = self._healthy(server)
             if server.alive and not healthy:
                 self._lose(server, "health check failed")
             elif not server.alive and healthy:
                 logger.info("vLLM server %s is back; it rejoins the weight group", server.url)
-                server.alive, server.lost_because = True, ""
+                server.alive, server.lost_because, rejoined = True, "", True
         live = self.live_servers()
         if not live:
             raise RolloutServerError(self._no_server_message())
         members = [s.url for s in live]
-        if self.broadcaster is not None and self.broadcaster.urls == members:
-            return
+        if self.broadcaster is not None and self.broadcaster.urls == members and not rejoined:
+            return members
         if self.broadcaster is not None:
-            self.broadcaster.close()
+            self.broadcaster.close(self.options.health_timeout_s)
         backend = self.options.weight_backend
         if backend == "auto":
             backend = "nccl" if torch.cuda.is_available() else GLOO
         address = self.options.sync_address or reachable_address(members)
         self.broadcaster = WeightBroadcaster(members, [s.world_size for s in live], self._post_url, backend,
                                              address, self.options.sync_port, self.options.sync_timeout_s)
+        return members
+
+    def _reset_prefix_cache(self, server: _Server, attempts: int = 5) -> None:
+        """Drop the cache computed with the old weights; vLLM refuses while blocks are still held."""
+        for attempt in range(attempts):
+            if (self._post(server, "reset_prefix_cache", None) or {}).get("success", True):
+                return
+            time.sleep(0.2 * (attempt + 1))
+        raise RolloutServerError(f"{server.url} would not reset its prefix cache after the weight push "
+                                 f"({attempts} tries): its cached prompts would keep the old weights")
 
     def check_weights(self, model: PreTrainedModel) -> int:
         """Compare every live server's fingerprint with ``model``'s (one process; the pushes check
@@ -272,7 +291,7 @@ class VLLMServerEngine:
 
     def close(self) -> None:
         if self.broadcaster is not None:
-            self.broadcaster.close()
+            self.broadcaster.close(self.options.health_timeout_s)
             self.broadcaster = None
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -351,10 +370,10 @@ def _fingerprinting(source: Iterator[tuple[str, torch.Tensor]], plan: dict[str, 
     part_of = {member: target for target, members in plan.items() for member in members}
     for name, tensor in source:
         if name in part_of:
-            values = tensor.detach().to(dtypes.get(part_of[name], tensor.dtype)).double()
+            values = tensor.detach().to(dtypes.get(part_of[name], tensor.dtype))
             entry = into.setdefault(part_of[name], [0.0, 0.0, 0.0])
-            entry[0] += float(values.sum())
-            entry[1] += float((values * values).sum())
+            entry[0] += float(values.sum(dtype=torch.float64))
+            entry[1] += float(torch.linalg.vector_norm(values, dtype=torch.float64) ** 2)
             entry[2] += float(values.numel())
         yield name, tensor
 

@@ -59,7 +59,8 @@ class FingerprintExtension:
         out: dict[str, list[float | str]] = {}
         for name in json.loads(names):
             if name in params:
-                values = params[name].detach().double()
-                out[name] = [float(values.sum()), float((values * values).sum()), float(values.numel()),
-                             str(params[name].dtype).removeprefix("torch.")]
+                values = params[name].detach()
+                out[name] = [float(values.sum(dtype=torch.float64)),
+                             float(torch.linalg.vector_norm(values, dtype=torch.float64) ** 2),
+                             float(values.numel()), str(values.dtype).removeprefix("torch.")]
         return out

@@ -72,9 +72,9 @@ def free_port(address: str) -> int:
 
 
 class WeightBroadcaster:
-    """Rank 0 of the weight group; ``post(url, route, body)`` is the HTTP call to one server."""
+    """Rank 0 of the weight group; ``post(url, route, body[, timeout_s])`` is the HTTP call to one server."""
 
-    def __init__(self, urls: list[str], world_sizes: list[int], post: Callable[[str, str, dict | None], Any],
+    def __init__(self, urls: list[str], world_sizes: list[int], post: Callable[..., Any],
                  backend: str, address: str, port: int, timeout_s: float) -> None:
         self.urls = urls
         self.post = post
@@ -125,11 +125,14 @@ class WeightBroadcaster:
         for url in self.urls:
             self.post(url, "finish_weight_update", {"weight_version": version})
 
-    def close(self) -> None:
+    def close(self, timeout_s: float) -> None:
+        """Leave the group; each server is asked (within ``timeout_s``) to drop its end."""
         self.pool.shutdown(wait=False, cancel_futures=True)
         for url in self.urls:
             try:
-                self.post(url, "shutdown_weight_transfer_engine", None)
+                self.post(url, "shutdown_weight_transfer_engine", None, timeout_s)
             except Exception as err:  # a lost server cannot be shut down; the group is dropped anyway
                 logger.debug("could not shut down the weight transfer on %s: %s", url, err)
+        if self.backend != GLOO and self.group is not None:
+            self.group.destroy()
         self.group = None

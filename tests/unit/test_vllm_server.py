@@ -60,6 +60,8 @@ def test_a_tied_output_layer_is_pushed_under_both_names() -> None:
 def test_workers_get_their_own_cores_or_gpus() -> None:
     cpu = worker_commands(ServerOptions(model="m", workers=2, port=9000, devices=""), cores=4)
     assert [env["VLLM_CPU_OMP_THREADS_BIND"] for _, env in cpu] == ["0-1", "2-3"]
+    tensor_parallel = worker_commands(ServerOptions(model="m", workers=2, tensor_parallel_size=2, devices=""), cores=8)
+    assert [env["VLLM_CPU_OMP_THREADS_BIND"] for _, env in tensor_parallel] == ["0-1|2-3", "4-5|6-7"]
     assert all('{"backend": "gloo"}' in command for command, _ in cpu)
     assert [command[command.index("--port") + 1] for command, _ in cpu] == ["9000", "9001"]
     gpu = worker_commands(ServerOptions(model="m", workers=2, tensor_parallel_size=2, devices="0,1,2,3"))
