@@ -232,6 +232,9 @@ class VLLMServerEngine:
         live = self.live_servers()
         if not live:
             raise RolloutServerError(self._no_server_message())
+        if self.broadcaster is not None:  # restarted between two checks: alive, but without the last push
+            rejoined = rejoined or any(self._get(s, "weight_info", self.options.health_timeout_s)["weight_version"]
+                                       != str(self.version) for s in live)
         members = [s.url for s in live]
         if self.broadcaster is not None and self.broadcaster.urls == members and not rejoined:
             return members
