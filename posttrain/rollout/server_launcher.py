@@ -14,7 +14,6 @@ the worker rejoins the weight group if it comes back. Ctrl-C (or SIGTERM) stops 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -24,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

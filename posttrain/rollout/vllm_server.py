@@ -59,7 +59,7 @@ class _Server:
 
 class VLLMServerEngine:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, options: VLLMServerConfig,
-                 parallel: Any, version: int = 0) -> None:
+                 parallel: Any) -> None:
         self.options = options
         self.parallel = parallel
         self.tokenizer = tokenizer
@@ -72,16 +72,19 @@ class VLLMServerEngine:
             server.session.mount("https://", adapter)
         self.pool = ThreadPoolExecutor(max_workers=options.max_concurrency, thread_name_prefix="vllm-client")
         self.broadcaster: WeightBroadcaster | None = None
-        self.version = version
+        #: pushes so far; the servers report the last one as their weight version
+        self.version = 0
         self._wait_until_up()
         for server in self.servers:
             server.model = self._get(server, "v1/models")["data"][0]["id"]
             server.world_size = int(self._get(server, "get_world_size")["world_size"])
-        #: the servers' dtype of each fingerprinted parameter (the trainer casts to it before summing)
+        #: what the main process fingerprints after each push, and the servers' dtype of each of those
+        #: parameters (the trainer casts to it before summing)
+        self.plan: dict[str, list[str]] = {}
         self.engine_dtypes: dict[str, torch.dtype] = {}
         if options.check_weights and getattr(parallel, "is_main", True):
-            plan = fingerprint_plan([name for name, _, _ in _weight_source(model, None)[0]])
-            for shards in self._fingerprints(self.servers[0], plan):
+            self.plan = fingerprint_plan([name for name, _, _ in _weight_source(model, None)[0]])
+            for shards in self._fingerprints(self.servers[0], self.plan):
                 self.engine_dtypes.update({name: getattr(torch, v[3]) for name, v in shards.items()})
         self.sync_weights(model)
 
@@ -200,19 +203,18 @@ class VLLMServerEngine:
         for server in self.servers:
             server.alive = server.url in members
         self.version += 1
-        names, source = _weight_source(model, self.parallel)
-        wanted = fingerprint_plan([name for name, _, _ in names]) if self.options.check_weights else {}
-        trainer_print: dict[str, list[float]] = {}
-        stream = _fingerprinting(source, wanted, trainer_print, self.engine_dtypes)
         if main:
             assert self.broadcaster is not None
+            names, source = _weight_source(model, self.parallel)
+            trainer_print: dict[str, list[float]] = {}
+            stream = _fingerprinting(source, self.plan, trainer_print, self.engine_dtypes)
             self.broadcaster.push(stream, names, str(self.version))
             for server in self.live_servers():
                 self._reset_prefix_cache(server)
             if self.options.check_weights:
-                self._compare(trainer_print, wanted)
-        else:
-            for _ in stream:
+                self._compare(trainer_print, self.plan)
+        elif not hasattr(model, "peft_config"):  # a LoRA policy is merged on the main process alone
+            for _ in self.parallel.stream_parameters(model):  # the others only join each ZeRO-3 gather
                 pass
         barrier = getattr(self.parallel, "barrier", None)
         if barrier is not None:
