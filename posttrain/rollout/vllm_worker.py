@@ -30,7 +30,7 @@ class GlooWeightTransferEngine(NCCLWeightTransferEngine):
     load through the same layer-wise reload as NCCL's."""
 
     def init_transfer_engine(self, init_info: Any) -> None:
-        if init_info.packed:
+        if getattr(init_info, "packed", False):  # an init field in newer vLLM, absent in older
             raise ValueError("the gloo weight transfer sends tensors one by one; pass packed=False")
         config = self.parallel_config
         rank = init_info.rank_offset + config.data_parallel_index * config.world_size + config.rank

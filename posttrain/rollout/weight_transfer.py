@@ -12,6 +12,7 @@ server side of it is :mod:`posttrain.rollout.vllm_worker`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import socket
 from collections.abc import Callable, Iterable
@@ -37,9 +38,10 @@ def open_group(backend: str, address: str, port: int, rank: int, world_size: int
     if backend == GLOO:
         from vllm.distributed.utils import stateless_init_torch_distributed_process_group
 
-        return stateless_init_torch_distributed_process_group(address, port, rank, world_size, GLOO,
-                                                              listen_socket=listen_socket,
-                                                              timeout=timedelta(seconds=timeout_s))
+        options: dict[str, Any] = {"listen_socket": listen_socket}
+        if "timeout" in inspect.signature(stateless_init_torch_distributed_process_group).parameters:
+            options["timeout"] = timedelta(seconds=timeout_s)  # older vLLM: torch's default (30 min)
+        return stateless_init_torch_distributed_process_group(address, port, rank, world_size, GLOO, **options)
     from vllm.distributed.weight_transfer.nccl_common import stateless_init_process_group
 
     return stateless_init_process_group(address, port, rank, world_size, torch.accelerator.current_device_index())
@@ -92,8 +94,8 @@ class WeightBroadcaster:
         # server that refuses (no weight-transfer backend, say) fails the set-up at once instead of
         # leaving the trainer waiting for it in the rendezvous
         pending = [self.pool.submit(post, url, "init_weight_transfer_engine", {"init_info": {
-            "master_address": address, "master_port": port, "rank_offset": offset, "world_size": world,
-            "packed": False}}) for url, offset in zip(urls, offsets)]
+            "master_address": address, "master_port": port, "rank_offset": offset, "world_size": world}})
+            for url, offset in zip(urls, offsets)]
         joining = self.pool.submit(open_group, backend, address, port, 0, world, timeout_s, listener)
         wait([joining, *pending], return_when=FIRST_EXCEPTION)
         for future in pending:

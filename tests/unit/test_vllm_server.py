@@ -1,12 +1,20 @@
 """The vllm-server engine's pure parts: which parameters are fingerprinted, how tensor-parallel
 shards combine, what a push sends for a tied model, and how workers are laid out."""
 
+from types import SimpleNamespace
+
 import pytest
 
-from posttrain.config.schema import TinyModelConfig
+from posttrain.config.schema import TinyModelConfig, VLLMServerConfig
 from posttrain.models.tiny import build_tiny_model
 from posttrain.rollout.server_launcher import ServerOptions, worker_commands
-from posttrain.rollout.vllm_server import _weight_source, combine_shards, fingerprint_plan
+from posttrain.rollout.vllm_server import (
+    RolloutServerError,
+    VLLMServerEngine,
+    _weight_source,
+    combine_shards,
+    fingerprint_plan,
+)
 from posttrain.rollout.weight_transfer import reachable_address
 from tests.conftest import TINY
 
@@ -73,3 +81,24 @@ def test_workers_get_their_own_cores_or_gpus() -> None:
 
 def test_the_trainer_address_is_loopback_for_local_servers() -> None:
     assert reachable_address(["http://127.0.0.1:8000", "http://localhost:8001"]) == "127.0.0.1"
+
+
+class _Answer:
+    def __init__(self, status_code: int, body: dict | None = None) -> None:
+        self.status_code, self.body, self.text = status_code, body, ""
+
+    def json(self) -> dict | None:
+        return self.body
+
+
+def test_a_server_without_the_weight_info_route_reports_no_version() -> None:
+    """Older vLLM releases have no /weight_info: the restart check skips them instead of failing."""
+    engine = SimpleNamespace(options=VLLMServerConfig())
+    old = SimpleNamespace(url="http://old", session=SimpleNamespace(get=lambda url, timeout: _Answer(404)))
+    new = SimpleNamespace(url="http://new", session=SimpleNamespace(
+        get=lambda url, timeout: _Answer(200, {"weight_version": "3"})))
+    assert VLLMServerEngine._weight_version(engine, old) is None
+    assert VLLMServerEngine._weight_version(engine, new) == "3"
+    broken = SimpleNamespace(url="http://broken", session=SimpleNamespace(get=lambda url, timeout: _Answer(500)))
+    with pytest.raises(RolloutServerError, match="http://broken/weight_info answered HTTP 500"):
+        VLLMServerEngine._weight_version(engine, broken)
