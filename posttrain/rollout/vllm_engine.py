@@ -63,8 +63,7 @@ class VLLMRolloutEngine:
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self._folder = tempfile.TemporaryDirectory(prefix="posttrain-vllm-")
-        model.save_pretrained(self._folder.name)
-        tokenizer.save_pretrained(self._folder.name)
+        write_model_folder(model, tokenizer, self._folder.name)
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         extra = {"gpu_memory_utilization": options.gpu_memory_utilization} if torch.cuda.is_available() else {}
         self.llm = LLM(model=self._folder.name, dtype=dtype, enforce_eager=options.enforce_eager, seed=seed,
@@ -148,6 +147,23 @@ def sampled_batch(prompts: Sequence[Sequence[int]], num_samples: int, samples: S
     group_ids = [i for i in range(len(prompts)) for _ in range(num_samples)]
     return rollout_batch(prompt_ids, prompt_mask, [ids], [torch.nan_to_num(logp, neginf=0.0)], group_ids,
                          eos_ids, pad_id, tokenizer)
+
+
+def write_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str) -> None:
+    """The folder vLLM starts from, written by every process: ``save_pretrained`` writes only on
+    rank 0 once torch.distributed is up, and saves a LoRA model as its adapter alone. The weights
+    are those of :func:`plain_state_dict`; a tied output layer is left to the embedding."""
+    from safetensors.torch import save_file
+
+    state = plain_state_dict(model)
+    if getattr(model.config, "tie_word_embeddings", False):
+        state = {name: tensor for name, tensor in state.items() if name != "lm_head.weight"}
+    save_file({name: tensor.detach().cpu().contiguous() for name, tensor in state.items()},
+              os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(folder)
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def plain_state_dict(model: PreTrainedModel) -> dict[str, torch.Tensor]:

@@ -97,3 +97,30 @@ def test_sleep_mode_without_a_gpu_is_refused_at_start() -> None:
     model, tokenizer = build_tiny_model(TinyModelConfig(**TINY))
     with pytest.raises(ValueError, match="rollout.vllm.sleep_mode needs a GPU"):
         VLLMRolloutEngine(model, tokenizer, VLLMConfig(sleep_mode=True), max_model_len=128)
+
+
+def test_a_lora_policy_starts_the_engine_from_its_merged_weights() -> None:
+    """``save_pretrained`` of a LoRA model writes the adapter alone; vLLM must start from base + adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    base, tokenizer = build_tiny_model(TinyModelConfig(**TINY))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "up_proj"],
+                                            init_lora_weights=False))  # non-zero adapters: merging matters
+    engine = VLLMRolloutEngine(model, tokenizer, VLLMConfig(), max_model_len=128)
+    hf = HFRolloutEngine(model, tokenizer).generate(prompts(tokenizer), 1, GREEDY)
+    assert torch.equal(engine.generate(prompts(tokenizer), 1, GREEDY).response_ids, hf.response_ids)
+    assert engine.check_weights(model) < 1e-4
+
+
+@pytest.mark.distributed
+def test_each_process_of_a_ddp_launch_generates_with_its_own_engine(tmp_path: Path) -> None:
+    """Every process starts its engine from the policy it holds (``save_pretrained`` writes only on
+    rank 0 once torch.distributed is up), and both processes' samples match the trainer's weights."""
+    from tests.distributed.test_zero_parity import launch, write
+
+    raw = grpo_recipe(tmp_path / "run", rollout={"engine": "vllm", "num_generations": 4},
+                      trainer={"steps": 2, "batch_size": 4})
+    launch("ddp.yaml", [write(raw, tmp_path / "grpo.yaml")], tmp_path)
+    metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2]
+    assert all(m["rollout/logp_diff_max"] < 1e-3 for m in metrics)
