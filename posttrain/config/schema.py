@@ -314,6 +314,8 @@ class VLLMConfig(Section):
     cpu_kv_cache_gib: int = Field(1, ge=1, description="KV cache GiB without a GPU (VLLM_CPU_KVCACHE_SPACE).")
     enforce_eager: bool = Field(True, description="No CUDA graphs / compilation (faster start-up, slower decode).")
     sleep_mode: bool = Field(False, description="Free vLLM's GPU memory during the update (GPU only).")
+    tensor_parallel_size: int = Field(1, ge=1, description="Processes (GPUs) per engine: each group of this many "
+                                      "consecutive processes of a launch shares one vLLM engine, a shard each.")
     check_weights: bool = Field(True, description="After every weight push, compare vLLM's probe log-probs with "
                                 "the trainer model's and stop on a mismatch.")
     max_model_len: int | None = Field(None, gt=0, description="Longest prompt + response vLLM plans its KV "

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -65,22 +67,65 @@ class VLLMRolloutEngine:
         self._folder = tempfile.TemporaryDirectory(prefix="posttrain-vllm-")
         write_model_folder(model, tokenizer, self._folder.name)
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        extra = {"gpu_memory_utilization": options.gpu_memory_utilization} if torch.cuda.is_available() else {}
+        extra: dict[str, Any] = {}
+        if torch.cuda.is_available():
+            extra["gpu_memory_utilization"] = options.gpu_memory_utilization
+        self.tp_group = None
+        if options.tensor_parallel_size > 1:
+            extra.update(self._join_tensor_parallel_group(options.tensor_parallel_size))
         self.llm = LLM(model=self._folder.name, dtype=dtype, enforce_eager=options.enforce_eager, seed=seed,
                        max_model_len=max_model_len, enable_prefix_caching=True,
                        logprobs_mode="processed_logprobs", enable_sleep_mode=options.sleep_mode, **extra)
 
+    def _join_tensor_parallel_group(self, size: int) -> dict[str, Any]:
+        """Consecutive processes of the launch share one engine, each holding a shard (vLLM's
+        external launcher); returns the engine's parallel arguments."""
+        import torch.distributed as dist
+
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if world % size:
+            raise ValueError(f"rollout.vllm.tensor_parallel_size={size} must divide the number of processes "
+                             f"({world}): each group of {size} consecutive processes runs one vLLM engine")
+        self.tp_group, _ = dist.new_subgroups(group_size=size)
+        return {"tensor_parallel_size": size, "data_parallel_size": world // size,
+                "distributed_executor_backend": "external_launcher"}
+
     def generate(self, prompts: Sequence[Sequence[int]], num_samples: int, sampling: SamplingParams) -> RolloutBatch:
+        self._wake()
+        if self.tp_group is None:
+            return self._generate(prompts, num_samples, sampling)
+        # every shard of the engine runs the same requests: the group's prompts, each with its own
+        # process's seeds, generated together (once when all hold the same, as in evaluation)
+        import torch.distributed as dist
+
+        mine = ([list(p) for p in prompts], sampling)
+        calls: list[Any] = [None] * dist.get_world_size(self.tp_group)
+        dist.all_gather_object(calls, mine, group=self.tp_group)
+        if all(call == mine for call in calls):
+            return self._generate(prompts, num_samples, sampling)
+        requests = [(p, theirs if theirs.seed is None else replace(theirs, seed=theirs.seed + i * num_samples))
+                    for group_prompts, theirs in calls for i, p in enumerate(group_prompts)]
+        start = sum(len(group_prompts) for group_prompts, _ in calls[:dist.get_rank(self.tp_group)])
+        samples = self._samples([p for p, _ in requests], num_samples, [s for _, s in requests])
+        own = samples[start * num_samples:(start + len(prompts)) * num_samples]
+        return sampled_batch(prompts, num_samples, own, self.eos_ids, self.pad_id, self.tokenizer)
+
+    def _generate(self, prompts: Sequence[Sequence[int]], num_samples: int, sampling: SamplingParams) -> RolloutBatch:
+        per_prompt = [sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + i * num_samples)
+                      for i in range(len(prompts))]
+        samples = self._samples(prompts, num_samples, per_prompt)
+        return sampled_batch(prompts, num_samples, samples, self.eos_ids, self.pad_id, self.tokenizer)
+
+    def _samples(self, prompts: Sequence[Sequence[int]], num_samples: int,
+                 per_prompt: Sequence[SamplingParams]) -> list[tuple[list[int], list[float]]]:
+        """(tokens, sampled log-probs) of ``num_samples`` per prompt, ``per_prompt[i].seed`` seeding prompt i."""
         from vllm.inputs import TokensPrompt
 
-        self._wake()
-        requests = [self._sampling(sampling, num_samples, None if sampling.seed is None else sampling.seed + i * num_samples)
-                    for i in range(len(prompts))]
+        requests = [self._sampling(s, num_samples, s.seed) for s in per_prompt]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], requests,
                                     use_tqdm=False)
-        samples = [(list(c.token_ids), [next(iter(step.values())).logprob for step in c.logprobs])
-                   for out in outputs for c in out.outputs]
-        return sampled_batch(prompts, num_samples, samples, self.eos_ids, self.pad_id, self.tokenizer)
+        return [(list(c.token_ids), [next(iter(step.values())).logprob for step in c.logprobs])
+                for out in outputs for c in out.outputs]
 
     def _sampling(self, sampling: SamplingParams, n: int, seed: int | None):
         from vllm import SamplingParams as VLLMSamplingParams

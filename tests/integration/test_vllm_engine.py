@@ -4,6 +4,8 @@ the trainer's recomputed ones, samples are seeded per prompt, and GRPO runs with
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ from posttrain.models.tiny import build_tiny_model
 from posttrain.rollout.base import SamplingParams
 from posttrain.rollout.hf import HFRolloutEngine
 from posttrain.rollout.vllm_engine import VLLMRolloutEngine, WeightSyncError, vllm_available
+from posttrain.rollout.weight_transfer import free_port
 from posttrain.trainers import train
 from posttrain.trainers.logprobs import response_logprobs
 from posttrain.trainers.metrics import read_metrics
@@ -124,3 +127,23 @@ def test_each_process_of_a_ddp_launch_generates_with_its_own_engine(tmp_path: Pa
     metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2]
     assert all(m["rollout/logp_diff_max"] < 1e-3 for m in metrics)
+
+
+@pytest.mark.distributed
+def test_two_processes_share_one_tensor_parallel_engine(tmp_path: Path) -> None:
+    """Greedy equal to HF on each process's own prompts, samples independent of which process drew
+    them, and a weight push reaching both shards (tests/distributed/tensor_parallel_engine.py)."""
+    from tests.distributed.test_zero_parity import ROOT, launch_env
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port("127.0.0.1")), str(ROOT / "tests" / "distributed" / "tensor_parallel_engine.py"),
+               str(tmp_path)]
+    done = subprocess.run(command, env=launch_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and (tmp_path / "ok").exists(), done.stdout[-2000:] + done.stderr[-5000:]
+
+
+def test_tensor_parallelism_needs_a_launch_it_divides() -> None:
+    model, tokenizer = build_tiny_model(TinyModelConfig(**TINY))
+    with pytest.raises(ValueError, match="tensor_parallel_size=2 must divide the number of processes"):
+        VLLMRolloutEngine(model, tokenizer, VLLMConfig(tensor_parallel_size=2), max_model_len=128)
