@@ -72,6 +72,7 @@ class VLLMServerEngine:
             server.session.mount("https://", adapter)
         self.pool = ThreadPoolExecutor(max_workers=options.max_concurrency, thread_name_prefix="vllm-client")
         self.broadcaster: WeightBroadcaster | None = None
+        self.trainer_print: dict[str, list[float]] = {}  # fingerprint of the last push, trainer side
         #: pushes so far; the servers report the last one as their weight version
         self.version = 0
         self._wait_until_up()
@@ -195,30 +196,71 @@ class VLLMServerEngine:
 
     # ---------------------------------------------------------------- weights
     def sync_weights(self, model: PreTrainedModel) -> None:
-        """Every process joins (ZeRO-3 gathers are collective); the main one pushes and checks."""
+        """Every process joins (ZeRO-3 gathers are collective); the main one pushes and checks. A
+        push that breaks off (a server lost in the middle of it) is redone once, on the servers that
+        still answer."""
         main = getattr(self.parallel, "is_main", True)
-        members = self._refresh_group() if main else []
-        if self.parallel is not None:  # every process generates from exactly the servers that get the weights
-            members = self.parallel.broadcast_object(members)
-        for server in self.servers:
-            server.alive = server.url in members
+        for attempt in range(2):
+            members = self._refresh_group() if main else []
+            if self.parallel is not None:  # every process generates from exactly the servers that get the weights
+                members = self.parallel.broadcast_object(members)
+            for server in self.servers:
+                server.alive = server.url in members
+            failure = self._push(model, str(self.version + 1)) if main else self._join_push(model)
+            if self.parallel is not None:
+                failure = self.parallel.broadcast_object(failure)
+            if failure is None:
+                break
+            if attempt:
+                raise RolloutServerError(f"the weight push failed twice; last: {failure}")
+            logger.warning("weight push to %s broke off (%s); pushing again to the servers that answer",
+                           ", ".join(members), failure)
+            if main:
+                self._drop_group()
         self.version += 1
         if main:
-            assert self.broadcaster is not None
-            names, source = _weight_source(model, self.parallel)
-            trainer_print: dict[str, list[float]] = {}
-            stream = _fingerprinting(source, self.plan, trainer_print, self.engine_dtypes)
-            self.broadcaster.push(stream, names, str(self.version))
             for server in self.live_servers():
                 self._reset_prefix_cache(server)
             if self.options.check_weights:
-                self._compare(trainer_print, self.plan)
-        elif not hasattr(model, "peft_config"):  # a LoRA policy is merged on the main process alone
-            for _ in self.parallel.stream_parameters(model):  # the others only join each ZeRO-3 gather
-                pass
+                self._compare(self.trainer_print, self.plan)
         barrier = getattr(self.parallel, "barrier", None)
         if barrier is not None:
             barrier()
+
+    def _push(self, model: PreTrainedModel, version: str) -> str | None:
+        """Broadcast ``model``'s weights to the group; the error that broke it off, if one did."""
+        assert self.broadcaster is not None
+        names, source = _weight_source(model, self.parallel)
+        self.trainer_print = {}
+        stream = _fingerprinting(source, self.plan, self.trainer_print, self.engine_dtypes)
+        try:
+            self.broadcaster.push(stream, names, version)
+        except (RuntimeError, OSError, requests.RequestException) as err:
+            for _ in stream:  # the other processes are still in the ZeRO-3 gathers: finish them
+                pass
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    def _join_push(self, model: PreTrainedModel) -> None:
+        if not hasattr(model, "peft_config"):  # a LoRA policy is merged on the main process alone
+            for _ in self.parallel.stream_parameters(model):  # the others only join each ZeRO-3 gather
+                pass
+        return None
+
+    def _drop_group(self) -> None:
+        """Leave a weight group whose push broke off; the next refresh builds a new one. The servers
+        that took part end their update first (vLLM keeps a server in an unfinished one otherwise;
+        the next push overwrites whatever part of the weights it loaded)."""
+        if self.broadcaster is None:
+            return
+        for url in self.broadcaster.urls:
+            try:
+                self._post_url(url, "finish_weight_update", {"weight_version": str(self.version)},
+                               self.options.health_timeout_s)
+            except (requests.RequestException, RolloutServerError) as err:
+                logger.debug("could not end the broken update on %s: %s", url, err)
+        self.broadcaster.close(self.options.health_timeout_s)
+        self.broadcaster = None
 
     def _refresh_group(self) -> list[str]:
         """(Re)build the weight group when the servers that answer differ from its members or one of

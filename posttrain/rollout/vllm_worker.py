@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import torch
@@ -17,6 +18,8 @@ from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
 from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferEngine
 
 from posttrain.rollout.weight_transfer import GLOO, GROUP_TIMEOUT_S, broadcast, open_group
+
+logger = logging.getLogger(__name__)
 
 
 def register() -> None:
@@ -42,7 +45,14 @@ class GlooWeightTransferEngine(NCCLWeightTransferEngine):
             raise RuntimeError("gloo weight transfer not initialised: call init_weight_transfer_engine first")
         for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
             weight = torch.empty(shape, dtype=getattr(torch, dtype_name))
-            broadcast(self.model_update_group, GLOO, weight)
+            try:
+                broadcast(self.model_update_group, GLOO, weight)
+            except RuntimeError as err:
+                # the trainer broke the push off (another server was lost) and pushes again in a new
+                # group: end this update instead of failing the worker, which would stop the server
+                logger.warning("weight push broken off at %s: %s", name, err)
+                self.model_update_group = None
+                return
             self.model.load_weights([(name, weight)])
 
     def shutdown(self) -> None:

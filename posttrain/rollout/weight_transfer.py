@@ -135,6 +135,9 @@ class WeightBroadcaster:
                 self.post(url, "shutdown_weight_transfer_engine", None, timeout_s)
             except Exception as err:  # a lost server cannot be shut down; the group is dropped anyway
                 logger.debug("could not shut down the weight transfer on %s: %s", url, err)
-        if self.backend != GLOO and self.group is not None:
-            self.group.destroy()
+        if self.group is not None:  # closes the connections: a server still receiving gets an error, not a hang
+            if self.backend == GLOO:
+                self.group.abort()
+            else:
+                self.group.destroy()
         self.group = None

