@@ -21,7 +21,8 @@ def build_engine(spec: RolloutConfig, model: PreTrainedModel, tokenizer: PreTrai
         from posttrain.models.loading import context_length
         from posttrain.rollout.vllm_engine import VLLMRolloutEngine
 
-        return VLLMRolloutEngine(model, tokenizer, spec.vllm, spec.vllm.max_model_len or context_length(model), seed)
+        return VLLMRolloutEngine(model, tokenizer, spec.vllm, spec.vllm.max_model_len or context_length(model), seed,
+                                 parallel)
     if spec.engine == "vllm-server":
         from posttrain.rollout.vllm_server import VLLMServerEngine
 

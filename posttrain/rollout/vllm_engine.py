@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -46,7 +46,7 @@ def vllm_available() -> bool:
 
 class VLLMRolloutEngine:
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, options: VLLMConfig,
-                 max_model_len: int, seed: int = 0) -> None:
+                 max_model_len: int, seed: int = 0, parallel: Any = None) -> None:
         # in-process engine (2 s start-up instead of ~15 s, and weights pushed without copies)
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if not torch.cuda.is_available():
@@ -61,11 +61,13 @@ class VLLMRolloutEngine:
         self.tokenizer = tokenizer
         self.options = options
         self.model = model
+        self.parallel = parallel
         self.asleep = False
         self.eos_ids = eos_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self._folder = tempfile.TemporaryDirectory(prefix="posttrain-vllm-")
-        write_model_folder(model, tokenizer, self._folder.name)
+        write_model_folder(model, tokenizer, self._folder.name,
+                           {name: tensor.cpu() for name, tensor in self._weights(model)})
         dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         extra: dict[str, Any] = {}
         if torch.cuda.is_available():
@@ -155,11 +157,18 @@ class VLLMRolloutEngine:
         with ``check_weights`` verify the push on the probe."""
         self._wake()
         self.model = model
-        weights = [(name, tensor.detach()) for name, tensor in plain_state_dict(model).items()]
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": self._weights(model)})
         self.llm.reset_prefix_cache()
         if self.options.check_weights:
             self.check_weights(model)
+
+    def _weights(self, model: PreTrainedModel) -> Iterator[tuple[str, torch.Tensor]]:
+        """The policy's weights under the base architecture's names; a ZeRO-3-sharded policy is
+        gathered one parameter at a time (every process iterates them together, each copying the
+        parameter it gathered into its own engine)."""
+        if getattr(self.parallel, "zero_stage", 0) == 3:
+            return ((name, tensor.detach().clone()) for name, tensor in self.parallel.stream_parameters(model))
+        return ((name, tensor.detach()) for name, tensor in plain_state_dict(model).items())
 
     @torch.no_grad()
     def check_weights(self, model: PreTrainedModel) -> float:
@@ -194,13 +203,13 @@ def sampled_batch(prompts: Sequence[Sequence[int]], num_samples: int, samples: S
                          eos_ids, pad_id, tokenizer)
 
 
-def write_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str) -> None:
-    """The folder vLLM starts from, written by every process: ``save_pretrained`` writes only on
-    rank 0 once torch.distributed is up, and saves a LoRA model as its adapter alone. The weights
-    are those of :func:`plain_state_dict`; a tied output layer is left to the embedding."""
+def write_model_folder(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str,
+                       state: dict[str, torch.Tensor]) -> None:
+    """The folder vLLM starts from, written by every process (``save_pretrained`` writes only on
+    rank 0 once torch.distributed is up, and saves a LoRA model as its adapter alone): ``state``
+    under the base architecture's names; a tied output layer is left to the embedding."""
     from safetensors.torch import save_file
 
-    state = plain_state_dict(model)
     if getattr(model.config, "tie_word_embeddings", False):
         state = {name: tensor for name, tensor in state.items() if name != "lm_head.weight"}
     save_file({name: tensor.detach().cpu().contiguous() for name, tensor in state.items()},

@@ -266,11 +266,12 @@ def check_launch(recipe: Recipe, world: int, ds_config: dict[str, Any] | None, z
         if rows % world:
             raise ConfigError(f"trainer.minibatch_size={rows} does not split over the launch's "
                               f"num_processes={world}; use a multiple of {world}")
-    if recipe.rollout.engine == "vllm" and world > 1 and family == "online":
+    if recipe.rollout.engine in ("vllm", "vllm-server") and recipe.model.lora.enabled:
         stage = int((ds_config or {}).get("zero_optimization", {}).get("stage", 0))
         if stage == 3:
-            raise ConfigError("rollout.engine='vllm' under DeepSpeed zero_stage=3: the colocated engine needs the "
-                              "whole policy in each process; use zero_stage 2 or rollout.engine='hf'")
+            raise ConfigError(f"rollout.engine={recipe.rollout.engine!r} with model.lora.enabled under DeepSpeed "
+                              "zero_stage=3: vLLM gets the policy merged, and a sharded LoRA model is not merged; "
+                              "use zero_stage 2 or rollout.engine='hf'")
     if ds_config is None:
         return
     accumulation = ds_config.get("gradient_accumulation_steps", 1)

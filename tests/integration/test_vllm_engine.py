@@ -116,14 +116,15 @@ def test_a_lora_policy_starts_the_engine_from_its_merged_weights() -> None:
 
 
 @pytest.mark.distributed
-def test_each_process_of_a_ddp_launch_generates_with_its_own_engine(tmp_path: Path) -> None:
-    """Every process starts its engine from the policy it holds (``save_pretrained`` writes only on
-    rank 0 once torch.distributed is up), and both processes' samples match the trainer's weights."""
+def test_each_process_of_a_zero3_launch_generates_with_its_own_engine(tmp_path: Path) -> None:
+    """Every process starts its engine from the sharded policy, gathered (``save_pretrained`` would
+    write only on rank 0), receives each update gathered one parameter at a time, and both
+    processes' samples match the trainer's weights."""
     from tests.distributed.test_zero_parity import launch, write
 
     raw = grpo_recipe(tmp_path / "run", rollout={"engine": "vllm", "num_generations": 4},
                       trainer={"steps": 2, "batch_size": 4})
-    launch("ddp.yaml", [write(raw, tmp_path / "grpo.yaml")], tmp_path)
+    launch("zero3.yaml", [write(raw, tmp_path / "grpo.yaml")], tmp_path)
     metrics = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [m["step"] for m in metrics] == [1, 2]
     assert all(m["rollout/logp_diff_max"] < 1e-3 for m in metrics)

@@ -36,6 +36,10 @@ def recipe(name: str = "grpo", **trainer: Any):
                       "rollout": {"num_generations": 4}, "trainer": {"batch_size": 8},
                       "rewards": [{"name": "reward_model", "args": {"path": "rm"}}]}), 2, ZERO3, True,
      ["reward_model", "zero3_init_flag"]),
+    (validate_recipe({"model": {"tiny": {}, "lora": {"enabled": True}}, "data": {"task": {}},
+                      "algorithm": {"name": "grpo"}, "rollout": {"num_generations": 4, "engine": "vllm"},
+                      "trainer": {"batch_size": 8}}), 2, ZERO3, False,
+     ["rollout.engine='vllm'", "model.lora.enabled", "zero_stage=3"]),
 ])
 def test_inconsistent_launches_name_both_settings(spec, world: int, ds: dict | None, zero3_init: bool,
                                                    names: list[str]) -> None:
@@ -48,4 +52,7 @@ def test_inconsistent_launches_name_both_settings(spec, world: int, ds: dict | N
 def test_consistent_launches_pass() -> None:
     check_launch(recipe(batch_size=8, minibatch_size=16), 2, ZERO3)
     check_launch(recipe("qrpo", batch_size=3), 1, None)
+    colocated = validate_recipe({"model": {"tiny": {}}, "data": {"task": {}}, "algorithm": {"name": "grpo"},
+                                 "rollout": {"num_generations": 4, "engine": "vllm"}, "trainer": {"batch_size": 8}})
+    check_launch(colocated, 2, ZERO3)  # each process gathers the sharded policy into its own engine
     check_launch(recipe(max_grad_norm=0.5), 2, {**ZERO3, "gradient_clipping": 0.5})
