@@ -24,7 +24,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,49 +197,90 @@ class VLLMServerEngine:
     # ---------------------------------------------------------------- weights
     def sync_weights(self, model: PreTrainedModel) -> None:
         """Every process joins (ZeRO-3 gathers are collective); the main one pushes and checks. A
-        push that breaks off (a server lost in the middle of it) is redone once, on the servers that
-        still answer."""
+        gloo push that breaks off (a server lost in the middle of it) is redone once, on the
+        servers that still answer. An error on the main process reaches every process."""
         main = getattr(self.parallel, "is_main", True)
         for attempt in range(2):
-            members = self._refresh_group() if main else []
-            if self.parallel is not None:  # every process generates from exactly the servers that get the weights
-                members = self.parallel.broadcast_object(members)
+            members = self._on_main(self._refresh_group) if main else []
+            members = self._shared(members)
             for server in self.servers:
                 server.alive = server.url in members
             failure = self._push(model, str(self.version + 1)) if main else self._join_push(model)
-            if self.parallel is not None:
-                failure = self.parallel.broadcast_object(failure)
+            failure = self._shared(failure)
             if failure is None:
                 break
-            if attempt:
-                raise RolloutServerError(f"the weight push failed twice; last: {failure}")
+            if attempt or self._backend() != GLOO:  # an NCCL group is not retried (untested)
+                self._shared(RolloutServerError(f"the weight push failed: {failure}"))
             logger.warning("weight push to %s broke off (%s); pushing again to the servers that answer",
                            ", ".join(members), failure)
             if main:
                 self._drop_group()
         self.version += 1
-        if main:
-            for server in self.live_servers():
-                self._reset_prefix_cache(server)
-            if self.options.check_weights:
-                self._compare(self.trainer_print, self.plan)
+        self._shared(self._on_main(self._after_push) if main else None)
         barrier = getattr(self.parallel, "barrier", None)
         if barrier is not None:
             barrier()
 
-    def _push(self, model: PreTrainedModel, version: str) -> str | None:
-        """Broadcast ``model``'s weights to the group; the error that broke it off, if one did."""
-        assert self.broadcaster is not None
+    def _on_main(self, step: Callable[[], Any]) -> Any:
+        """``step()``, or the error it raised (handed to :meth:`_shared`, which raises it everywhere)."""
+        try:
+            return step()
+        except Exception as err:
+            return err
+
+    def _shared(self, value: Any) -> Any:
+        """The main process's ``value`` on every process; an error is raised on every process."""
+        if self.parallel is not None:
+            value = self.parallel.broadcast_object(value)
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    def _after_push(self) -> None:
+        for server in self.live_servers():
+            self._reset_prefix_cache(server)
+        if self.options.check_weights:
+            self._compare(self.trainer_print, self.plan)
+
+    def _backend(self) -> str:
+        backend = self.options.weight_backend
+        if backend == "auto":
+            backend = "nccl" if torch.cuda.is_available() else GLOO
+        return backend
+
+    def _push(self, model: PreTrainedModel, version: str) -> str | Exception | None:
+        """Broadcast ``model``'s weights to the group: None, the transport error that broke the push
+        off (to retry), or any other error (raised on every process)."""
+        if self.broadcaster is None:
+            return RolloutServerError("no weight group")
         names, source = _weight_source(model, self.parallel)
         self.trainer_print = {}
-        stream = _fingerprinting(source, self.plan, self.trainer_print, self.engine_dtypes)
+        stream = _SourceGuard(_fingerprinting(source, self.plan, self.trainer_print, self.engine_dtypes))
         try:
             self.broadcaster.push(stream, names, version)
+            broken = self._incomplete_receivers()
         except (RuntimeError, OSError, requests.RequestException) as err:
+            if stream.error is not None:  # gathering or fingerprinting failed, not the transport
+                return stream.error
             for _ in stream:  # the other processes are still in the ZeRO-3 gathers: finish them
                 pass
             return f"{type(err).__name__}: {err}"
-        return None
+        except Exception as err:
+            return err
+        return f"{', '.join(broken)} did not receive every tensor" if broken else None
+
+    def _incomplete_receivers(self) -> list[str]:
+        """The servers whose gloo receiver stopped early in the last push (it ends a broken-off
+        update quietly rather than failing, which would stop the server)."""
+        if self.broadcaster is None or self.broadcaster.backend != GLOO:
+            return []
+        broken = []
+        for url in self.broadcaster.urls:
+            server = next(s for s in self.servers if s.url == url)
+            reply = self._post(server, "collective_rpc", {"method": "posttrain_receive_state"})
+            if any(result for result in reply["results"]):
+                broken.append(url)
+        return broken
 
     def _join_push(self, model: PreTrainedModel) -> None:
         if not hasattr(model, "peft_config"):  # a LoRA policy is merged on the main process alone
@@ -248,11 +289,12 @@ class VLLMServerEngine:
         return None
 
     def _drop_group(self) -> None:
-        """Leave a weight group whose push broke off; the next refresh builds a new one. The servers
-        that took part end their update first (vLLM keeps a server in an unfinished one otherwise;
-        the next push overwrites whatever part of the weights it loaded)."""
+        """Leave a weight group whose push broke off; the next refresh builds a new one. Leaving it
+        first frees servers still waiting to receive; then they end their update (vLLM refuses a new
+        one otherwise; the next push overwrites whatever part of the weights they loaded)."""
         if self.broadcaster is None:
             return
+        self.broadcaster.leave()
         for url in self.broadcaster.urls:
             try:
                 self._post_url(url, "finish_weight_update", {"weight_version": str(self.version)},
@@ -283,9 +325,7 @@ class VLLMServerEngine:
             return members
         if self.broadcaster is not None:
             self.broadcaster.close(self.options.health_timeout_s)
-        backend = self.options.weight_backend
-        if backend == "auto":
-            backend = "nccl" if torch.cuda.is_available() else GLOO
+        backend = self._backend()
         address = self.options.sync_address or reachable_address(members)
         self.broadcaster = WeightBroadcaster(members, [s.world_size for s in live], self._post_url, backend,
                                              address, self.options.sync_port, self.options.sync_timeout_s)
@@ -349,6 +389,27 @@ class VLLMServerEngine:
             self.broadcaster.close(self.options.health_timeout_s)
             self.broadcaster = None
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _SourceGuard:
+    """Iterates the weights being pushed, keeping the error they raised (a failed ZeRO-3 gather, say)
+    apart from the transport's."""
+
+    def __init__(self, source: Iterator[tuple[str, torch.Tensor]]) -> None:
+        self.source = source
+        self.error: Exception | None = None
+
+    def __iter__(self) -> _SourceGuard:
+        return self
+
+    def __next__(self) -> tuple[str, torch.Tensor]:
+        try:
+            return next(self.source)
+        except StopIteration:
+            raise
+        except Exception as err:
+            self.error = err
+            raise
 
 
 def _raise_for_status(server: _Server, route: str, response: requests.Response) -> None:

@@ -4,7 +4,8 @@
   ``gloo`` weight-transfer backend, which vLLM does not ship, so servers without a GPU can receive
   weights over a CPU process group.
 - :class:`FingerprintExtension` is passed to ``vllm serve --worker-extension-cls``: it lets the
-  trainer read a fingerprint of a few parameters after every weight push.
+  trainer read a fingerprint of a few parameters after every weight push, and whether the push
+  reached the worker whole.
 """
 
 from __future__ import annotations
@@ -43,14 +44,17 @@ class GlooWeightTransferEngine(NCCLWeightTransferEngine):
     def receive_weights(self, update_info: Any) -> None:
         if self.model_update_group is None:
             raise RuntimeError("gloo weight transfer not initialised: call init_weight_transfer_engine first")
+        self.broken_at: str | None = None
         for name, dtype_name, shape in zip(update_info.names, update_info.dtype_names, update_info.shapes):
             weight = torch.empty(shape, dtype=getattr(torch, dtype_name))
             try:
                 broadcast(self.model_update_group, GLOO, weight)
             except RuntimeError as err:
                 # the trainer broke the push off (another server was lost) and pushes again in a new
-                # group: end this update instead of failing the worker, which would stop the server
+                # group: end this update instead of failing the worker, which would stop the server;
+                # the trainer reads broken_at after every push (FingerprintExtension)
                 logger.warning("weight push broken off at %s: %s", name, err)
+                self.broken_at = name
                 self.model_update_group = None
                 return
             self.model.load_weights([(name, weight)])
@@ -61,6 +65,10 @@ class GlooWeightTransferEngine(NCCLWeightTransferEngine):
 
 class FingerprintExtension:
     """Mixed into vLLM's worker class; called through the ``/collective_rpc`` route."""
+
+    def posttrain_receive_state(self) -> str | None:
+        """Where this worker's last gloo receive broke off (None: it received every tensor)."""
+        return getattr(getattr(self, "weight_transfer_engine", None), "broken_at", None)
 
     def posttrain_fingerprint(self, names: str) -> dict[str, list[float | str]]:
         """``{name: [sum, sum of squares, elements, dtype]}`` (float64 sums) of this worker's shard of

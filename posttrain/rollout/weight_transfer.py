@@ -127,17 +127,22 @@ class WeightBroadcaster:
         for url in self.urls:
             self.post(url, "finish_weight_update", {"weight_version": version})
 
+    def leave(self) -> None:
+        """Drop this end of the group. A gloo group's connections close when its last reference goes,
+        so a server still receiving from it gets an error at once instead of waiting out its timeout."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.group is not None:
+            if self.backend != GLOO:
+                self.group.destroy()
+            elif hasattr(self.group, "abort"):  # torch >= 2.7
+                self.group.abort()
+        self.group = None
+
     def close(self, timeout_s: float) -> None:
         """Leave the group; each server is asked (within ``timeout_s``) to drop its end."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.leave()
         for url in self.urls:
             try:
                 self.post(url, "shutdown_weight_transfer_engine", None, timeout_s)
             except Exception as err:  # a lost server cannot be shut down; the group is dropped anyway
                 logger.debug("could not shut down the weight transfer on %s: %s", url, err)
-        if self.group is not None:  # closes the connections: a server still receiving gets an error, not a hang
-            if self.backend == GLOO:
-                self.group.abort()
-            else:
-                self.group.destroy()
-        self.group = None

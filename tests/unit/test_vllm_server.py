@@ -4,6 +4,7 @@ shards combine, what a push sends for a tied model, and how workers are laid out
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from posttrain.config.schema import TinyModelConfig, VLLMServerConfig
 from posttrain.models.tiny import build_tiny_model
@@ -102,3 +103,51 @@ def test_a_server_without_the_weight_info_route_reports_no_version() -> None:
     broken = SimpleNamespace(url="http://broken", session=SimpleNamespace(get=lambda url, timeout: _Answer(500)))
     with pytest.raises(RolloutServerError, match="http://broken/weight_info answered HTTP 500"):
         VLLMServerEngine._weight_version(engine, broken)
+
+
+class _Broadcaster:
+    """Takes ``take`` tensors of a push, then fails the way a lost peer makes gloo fail."""
+
+    backend = "nccl"  # no receive-state check to call
+    urls: list[str] = []
+
+    def __init__(self, take: int | None) -> None:
+        self.take = take
+
+    def push(self, tensors, metadata, version: str) -> None:
+        for i, _ in enumerate(tensors):
+            if self.take is not None and i + 1 == self.take:
+                raise RuntimeError("Connection closed by peer")
+
+
+def _engine_pushing(monkeypatch: pytest.MonkeyPatch, weights: list, broadcaster: _Broadcaster) -> VLLMServerEngine:
+    import posttrain.rollout.vllm_server as module
+
+    monkeypatch.setattr(module, "_weight_source", lambda model, parallel: ([], iter(weights)))
+    engine = object.__new__(VLLMServerEngine)
+    engine.parallel, engine.plan, engine.engine_dtypes, engine.broadcaster = None, {}, {}, broadcaster
+    return engine
+
+
+def test_a_push_broken_by_the_transport_is_retried_after_the_gathers_finish(monkeypatch) -> None:
+    """The other processes of a ZeRO-3 launch are still gathering: the rest of the stream is drained."""
+    drawn: list[str] = []
+
+    def weights():
+        for i in range(5):
+            drawn.append(f"w{i}")
+            yield f"w{i}", torch.zeros(2)
+
+    engine = _engine_pushing(monkeypatch, weights(), _Broadcaster(take=2))
+    failure = engine._push(None, "1")
+    assert isinstance(failure, str) and "Connection closed by peer" in failure  # retried
+    assert drawn == [f"w{i}" for i in range(5)]
+
+
+def test_a_failing_gather_is_not_mistaken_for_a_lost_server(monkeypatch) -> None:
+    def weights():
+        yield "w0", torch.zeros(2)
+        raise RuntimeError("CUDA out of memory while gathering w1")
+
+    failure = _engine_pushing(monkeypatch, weights(), _Broadcaster(take=None))._push(None, "1")
+    assert isinstance(failure, RuntimeError) and "out of memory" in str(failure)  # raised, not retried
