@@ -93,30 +93,26 @@ class VLLMRolloutEngine:
                 "distributed_executor_backend": "external_launcher"}
 
     def generate(self, prompts: Sequence[Sequence[int]], num_samples: int, sampling: SamplingParams) -> RolloutBatch:
+        """Prompt i is sampled under ``sampling.seed + i * num_samples``. The shards of a
+        tensor-parallel engine run the same requests: their group's prompts together (once when all
+        hold the same, as in evaluation), each under its own process's seeds."""
         self._wake()
-        if self.tp_group is None:
-            return self._generate(prompts, num_samples, sampling)
-        # every shard of the engine runs the same requests: the group's prompts, each with its own
-        # process's seeds, generated together (once when all hold the same, as in evaluation)
-        import torch.distributed as dist
-
         mine = ([list(p) for p in prompts], sampling)
-        calls: list[Any] = [None] * dist.get_world_size(self.tp_group)
-        dist.all_gather_object(calls, mine, group=self.tp_group)
-        if all(call == mine for call in calls):
-            return self._generate(prompts, num_samples, sampling)
+        calls, start = [mine], 0
+        if self.tp_group is not None:
+            import torch.distributed as dist
+
+            calls = [None] * dist.get_world_size(self.tp_group)
+            dist.all_gather_object(calls, mine, group=self.tp_group)
+            if all(call == mine for call in calls):
+                calls = [mine]
+            else:
+                start = sum(len(group_prompts) for group_prompts, _ in calls[:dist.get_rank(self.tp_group)])
         requests = [(p, theirs if theirs.seed is None else replace(theirs, seed=theirs.seed + i * num_samples))
                     for group_prompts, theirs in calls for i, p in enumerate(group_prompts)]
-        start = sum(len(group_prompts) for group_prompts, _ in calls[:dist.get_rank(self.tp_group)])
         samples = self._samples([p for p, _ in requests], num_samples, [s for _, s in requests])
         own = samples[start * num_samples:(start + len(prompts)) * num_samples]
         return sampled_batch(prompts, num_samples, own, self.eos_ids, self.pad_id, self.tokenizer)
-
-    def _generate(self, prompts: Sequence[Sequence[int]], num_samples: int, sampling: SamplingParams) -> RolloutBatch:
-        per_prompt = [sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + i * num_samples)
-                      for i in range(len(prompts))]
-        samples = self._samples(prompts, num_samples, per_prompt)
-        return sampled_batch(prompts, num_samples, samples, self.eos_ids, self.pad_id, self.tokenizer)
 
     def _samples(self, prompts: Sequence[Sequence[int]], num_samples: int,
                  per_prompt: Sequence[SamplingParams]) -> list[tuple[list[int], list[float]]]:

@@ -251,8 +251,7 @@ class VLLMServerEngine:
     def _push(self, model: PreTrainedModel, version: str) -> str | Exception | None:
         """Broadcast ``model``'s weights to the group: None, the transport error that broke the push
         off (to retry), or any other error (raised on every process)."""
-        if self.broadcaster is None:
-            return RolloutServerError("no weight group")
+        assert self.broadcaster is not None
         names, source = _weight_source(model, self.parallel)
         self.trainer_print = {}
         stream = _SourceGuard(_fingerprinting(source, self.plan, self.trainer_print, self.engine_dtypes))
@@ -274,13 +273,8 @@ class VLLMServerEngine:
         update quietly rather than failing, which would stop the server)."""
         if self.broadcaster is None or self.broadcaster.backend != GLOO:
             return []
-        broken = []
-        for url in self.broadcaster.urls:
-            server = next(s for s in self.servers if s.url == url)
-            reply = self._post(server, "collective_rpc", {"method": "posttrain_receive_state"})
-            if any(result for result in reply["results"]):
-                broken.append(url)
-        return broken
+        return [url for url in self.broadcaster.urls
+                if any(self._post_url(url, "collective_rpc", {"method": "posttrain_receive_state"})["results"])]
 
     def _join_push(self, model: PreTrainedModel) -> None:
         if not hasattr(model, "peft_config"):  # a LoRA policy is merged on the main process alone
